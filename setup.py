@@ -1,0 +1,36 @@
+"""Build script: bakes the git commit into the built twagent/version.py."""
+
+import os
+import subprocess
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+
+def git_commit():
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=here,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("TWAGENT_COMMIT", "unknown")
+    return out.decode().strip() or "unknown"
+
+
+class BuildWithCommit(build_py):
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "twagent", "version.py")
+        with open(target) as f:
+            text = f.read()
+        text = text.replace('COMMIT = "unknown"', 'COMMIT = "%s"' % git_commit())
+        with open(target, "w") as f:
+            f.write(text)
+
+
+setup(cmdclass={"build_py": BuildWithCommit})

@@ -1,0 +1,257 @@
+"""The agent: start-up checks, the reconnect loop, and command dispatch.
+
+`Agent.run()` is the main thread's outer loop. It owns the executor (pool
+workers), the heartbeat thread and the outbox they share. The signal
+handlers run on the main thread too; a first signal only sets the stop
+deadline and wakes the loop, a second one raises ShutdownRequested.
+"""
+
+import logging
+import os
+import select
+import signal
+import time
+
+from . import api
+from .connection import Connection, HandshakeRefused, TlsError, parse_endpoint
+from .errors import ConfigError, ConnectionLost, DuplicateAgentError, ShutdownRequested
+from .executor import Executor, child_environment
+from .heartbeat import Heartbeat
+from .history import History
+from .messages import CommandResponse, InfoMessage
+from .outbox import Outbox
+from .policy import CLOSE_DUPLICATE, DuplicateWatch, ReconnectPolicy
+from .session import Session
+from .version import VERSION
+
+log = logging.getLogger(__name__)
+
+CANCEL_FLUSH_SECONDS = 2.0
+NEVER = float("inf")
+
+
+class Agent:
+    def __init__(self, config, environ=None):
+        self.config = config
+        self._environ = dict(os.environ if environ is None else environ)
+        self._endpoint = parse_endpoint(config.url)
+        self._context = None
+        self.outbox = Outbox()
+        self.history = History()
+        self.policy = ReconnectPolicy(
+            config.reconnect_max_seconds, config.heartbeat_seconds
+        )
+        self.duplicates = DuplicateWatch(config.duplicate_wait_seconds)
+        self.heartbeat = Heartbeat(config.heartbeat_seconds, self.outbox)
+        self.executor = Executor(
+            config.work_dir,
+            child_environment(self._environ, [config.token]),
+            config.pool_size,
+            config.command_timeout_seconds,
+            ["sh", "-c"],
+        )
+        self._stop_at = None
+        self._cancel_until = None
+
+    def run(self):
+        """Serve until stopped; returns the process exit status."""
+        self._install_signals()
+        self.heartbeat.start()
+        try:
+            return self._serve()
+        except ShutdownRequested as exc:
+            log.warning("signal %d again: cancelling running commands", exc.signum)
+            self.executor.cancel()
+            return 128 + exc.signum
+        finally:
+            self.heartbeat.stop()
+            self.executor.cancel()
+            self.executor.shutdown()
+            self.outbox.close()
+
+    def _serve(self):
+        while True:
+            if self._stop_at is not None and self._stop_while_offline():
+                return 0
+            try:
+                connection = self._connect()
+            except ConnectionLost as exc:
+                self._pause(exc, in_session=False)
+                continue
+            self.policy.connected(time.monotonic())
+            log.info("connected to %s", self.config.url)
+            try:
+                Session(
+                    connection, self.outbox, self, self.config.heartbeat_seconds
+                ).run(self._info())
+                log.info("session closed; agent stopped")
+                return 0
+            except ConnectionLost as exc:
+                self.policy.disconnected(time.monotonic())
+                self._pause(exc, in_session=True)
+
+    def _connect(self):
+        """The start-up checks, then the WebSocket session."""
+        if self._context is None:
+            from .connection import tls_context
+
+            self._context = tls_context()
+        config, endpoint = self.config, self._endpoint
+        args = (endpoint, config.url, config.token, self._context, self._environ)
+        log.debug("checking %s/service-info", config.url)
+        api.check_service_info(*args)
+        log.debug("checking the access token at %s/user", config.url)
+        api.check_user(*args)
+        log.debug("opening the WebSocket for connection %s", config.connection_id)
+        return Connection.open(
+            endpoint,
+            config.connection_id,
+            config.token,
+            self._context,
+            self._environ,
+            self._user_timeout(),
+        )
+
+    def _user_timeout(self):
+        return min(300.0, max(10.0, 3 * self.config.heartbeat_seconds))
+
+    def _info(self):
+        return InfoMessage(self.config.user_name, self.config.work_dir, VERSION)
+
+    def _pause(self, exc, in_session):
+        """Decide whether to go on after `exc`, and wait before the retry."""
+        now = time.monotonic()
+        if exc.close_code == CLOSE_DUPLICATE:
+            self._on_duplicate(now)
+        elif in_session:
+            self.duplicates.session_ok()
+        elif not self.duplicates.had_session:
+            self._fail_fast(exc)
+        delay = self.policy.next_delay(exc.close_code)
+        if delay > 0:
+            log.info("%s; reconnecting in %.1fs", exc.reason, delay)
+        else:
+            log.info("%s; reconnecting now", exc.reason)
+        self._sleep(delay)
+
+    def _on_duplicate(self, now):
+        left = self.duplicates.refused(now)
+        if left <= 0:
+            raise DuplicateAgentError(
+                f"another agent is connected for user {self.config.user_name} and connection ID {self.config.connection_id}; "
+                f"giving up after {self.duplicates.window():.0f}s"
+            )
+        if self.duplicates.is_first_refusal(now):
+            log.warning(
+                "another agent seems connected for connection ID %s (close 4000); "
+                "if it is our own old session the platform will drop it: retrying "
+                "for up to %.0fs",
+                self.config.connection_id,
+                left,
+            )
+
+    def _fail_fast(self, exc):
+        """Before any session existed, some failures will not heal."""
+        if isinstance(exc, TlsError):
+            raise ConfigError(exc.reason) from exc
+        if isinstance(exc, HandshakeRefused) and exc.status == 404:
+            raise ConfigError(
+                f"the platform does not know connection ID {self.config.connection_id} (HTTP 404 on "
+                "connect)"
+            ) from exc
+
+    def _sleep(self, seconds):
+        """Wait, but wake at once for a stop request."""
+        end = time.monotonic() + seconds
+        while self._stop_at is None:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            select.select([self.outbox], [], [], left)
+            self.outbox.clear_wakeups()
+
+    def _stop_while_offline(self):
+        """Stopping with no session: wait out the grace, then cancel."""
+        while self.executor.active() and time.monotonic() < self._stop_at:
+            select.select([self.outbox], [], [], self._stop_at - time.monotonic())
+            self.outbox.clear_wakeups()
+        if self.executor.active():
+            log.warning("stop grace spent; cancelling running commands")
+            self.executor.cancel()
+        log.info("stopped while not connected")
+        return True
+
+    # Called by the session on the main thread.
+
+    def on_request(self, request):
+        if self._stop_at is not None:
+            log.info("command %s refused: the agent is stopping", request.id)
+            text = b"tw-agent: the agent is stopping and takes no new commands\n"
+            self.outbox.put_response(CommandResponse(request.id, text, 1))
+            return
+        if not self.history.start(request.id):
+            self._repeat(request)
+            return
+        log.info("command %s started", request.id)
+        self.executor.submit(request, self._on_done)
+
+    def _repeat(self, request):
+        stored = self.history.lookup(request.id)
+        if stored is None:
+            log.info(
+                "command %s is already running; one response will follow", request.id
+            )
+            return
+        log.info("command %s already ran; sending its response again", request.id)
+        self.outbox.put_response(stored)
+
+    def _on_done(self, response):
+        """On a pool worker: keep the response for repeats, then queue it."""
+        self.history.finish(response)
+        self.outbox.put_response(response)
+
+    def reject(self, request_id, reason):
+        text = (f"tw-agent: bad command request: {reason}\n").encode()
+        self.outbox.put_response(CommandResponse(request_id, text, 1))
+
+    def ready_to_close(self):
+        if self._stop_at is None:
+            return False
+        now = time.monotonic()
+        idle = self.executor.active() == 0 and self.outbox.pending() == 0
+        if idle:
+            return True
+        if self._cancel_until is None and now >= self._stop_at:
+            log.warning("stop grace spent; cancelling running commands")
+            self.executor.cancel()
+            self._cancel_until = time.monotonic() + CANCEL_FLUSH_SECONDS
+        return self._cancel_until is not None and now >= self._cancel_until
+
+    def deadline(self):
+        if self._cancel_until is not None:
+            return self._cancel_until
+        return self._stop_at if self._stop_at is not None else NEVER
+
+    # Signals.
+
+    def _install_signals(self):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        # Children must see SIGQUIT at its default even when we were
+        # started with it ignored (`cmd &` in a script ignores it).
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+    def _on_signal(self, signum, frame):
+        if signum == signal.SIGHUP:
+            log.info("SIGHUP ignored: the agent keeps running after a logout")
+            return
+        if self._stop_at is not None:
+            raise ShutdownRequested(signum)
+        grace = self.config.stop_grace_seconds
+        log.info(
+            "signal %d: stopping; no new commands, running ones have %.0fs",
+            signum,
+            grace,
+        )
+        self._stop_at = time.monotonic() + grace
+        self.outbox.wake()

@@ -1,0 +1,238 @@
+"""Running the platform's commands: `sh -c` in a pool of worker threads.
+
+`Executor.submit()` is called by the main thread; each command then runs on
+a `twagent-exec` worker, which reads its output and hands the response to
+the callback (the outbox). `_lock` guards `_running` (request id -> child),
+which `cancel()` walks from the main thread.
+"""
+
+import concurrent.futures
+import logging
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+import typing
+
+from .logs import shorten
+from .messages import CommandResponse
+
+log = logging.getLogger(__name__)
+
+MAX_OUTPUT_BYTES = 10485760 - 100
+READ_CHUNK_BYTES = 1 << 16
+DRAIN_SECONDS = 1.0
+KILL_GRACE_SECONDS = 5.0
+TIMEOUT_EXIT_STATUS = 124
+# The reader checks whether the shell has exited at these growing
+# intervals, so a long quiet command wakes its worker once a second at most.
+FIRST_POLL_SECONDS = 0.02
+LAST_POLL_SECONDS = 1.0
+
+
+class Output(typing.NamedTuple):
+    data: bytes
+    total_bytes: int
+    timed_out: bool
+
+
+def exit_status(returncode):
+    """The shell's status as a shell reports it: 128 + N for signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def child_environment(environ, secrets):
+    """The agent's environment without any variable that holds a secret."""
+    clean = {}
+    for name, value in environ.items():
+        if name == "TOWER_ACCESS_TOKEN":
+            continue
+        if any(secret and secret in value for secret in secrets):
+            continue
+        clean[name] = value
+    return clean
+
+
+class Executor:
+    def __init__(self, work_dir, environ, pool_size, timeout_seconds, shell_argv):
+        self._work_dir = work_dir
+        self._environ = environ
+        self._timeout = timeout_seconds
+        self._shell_argv = shell_argv
+        self._lock = threading.Lock()
+        self._running = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=pool_size, thread_name_prefix="twagent-exec"
+        )
+
+    def set_environment(self, environ):
+        self._environ = environ
+
+    def submit(self, request, on_done):
+        """Run the request on a worker; `on_done(response)` gets the result."""
+        with self._lock:
+            self._running[request.id] = None
+        self._pool.submit(self._work, request, on_done)
+
+    def active(self):
+        with self._lock:
+            return len(self._running)
+
+    def running_ids(self):
+        with self._lock:
+            return list(self._running)
+
+    def cancel(self):
+        """TERM each running command's process group, then KILL it."""
+        with self._lock:
+            children = [c for c in self._running.values() if c is not None]
+        for child in children:
+            _signal_group(child, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE_SECONDS
+        for child in children:
+            try:
+                child.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(child, signal.SIGKILL)
+
+    def shutdown(self):
+        self._pool.shutdown(wait=True)
+
+    def _work(self, request, on_done):
+        try:
+            response = self.run(request)
+        except Exception as exc:
+            log.exception("command %s failed inside the agent", request.id)
+            text = f"tw-agent: internal error running the command: {exc}\n"
+            response = CommandResponse(request.id, text.encode(), 1)
+        with self._lock:
+            self._running.pop(request.id, None)
+        try:
+            on_done(response)
+        except Exception:
+            log.exception("could not queue the response to %s", request.id)
+
+    def run(self, request):
+        """Run one command to its end; always returns its response."""
+        log.debug("command %s: %s", request.id, shorten(request.command))
+        started = time.monotonic()
+        try:
+            child = subprocess.Popen(
+                self._shell_argv + [request.command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=self._work_dir,
+                env=self._environ,
+                close_fds=True,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log.warning("command %s could not start: %s", request.id, exc)
+            text = f"tw-agent: cannot start the command: {exc}\n"
+            return CommandResponse(request.id, text.encode(), 1)
+        with self._lock:
+            self._running[request.id] = child
+        output = self._collect(child, started)
+        status = self._finish(child, output, request.id)
+        data = output.data
+        if output.timed_out:
+            note = "\ntw-agent: command timed out after %gs and was killed\n"
+            data += (note % self._timeout).encode()
+        elapsed = time.monotonic() - started
+        log.info("command %s finished: exit %d in %.3fs", request.id, status, elapsed)
+        return CommandResponse(request.id, data, status)
+
+    def _finish(self, child, output, request_id):
+        child.wait()
+        if output.total_bytes > MAX_OUTPUT_BYTES:
+            log.warning(
+                "command %s: output truncated at %d bytes (it wrote %d)",
+                request_id,
+                MAX_OUTPUT_BYTES,
+                output.total_bytes,
+            )
+        if output.timed_out:
+            return TIMEOUT_EXIT_STATUS
+        return exit_status(child.returncode)
+
+    def _collect(self, child, started):
+        """Read the merged output until EOF, or a short drain after exit."""
+        reader = OutputReader(child.stdout.fileno())
+        deadline = started + self._timeout
+        drain_until = None
+        poll = FIRST_POLL_SECONDS
+        timed_out = False
+        while not reader.eof:
+            now = time.monotonic()
+            if drain_until is None and child.poll() is not None:
+                drain_until = now + DRAIN_SECONDS
+            if drain_until is not None and now >= drain_until:
+                break
+            if not timed_out and now >= deadline:
+                timed_out = True
+                self._kill(child)
+                drain_until = time.monotonic() + DRAIN_SECONDS
+            limit = drain_until if drain_until is not None else deadline
+            reader.read_for(min(poll, max(0.0, limit - now)))
+            poll = min(poll * 2, LAST_POLL_SECONDS)
+        child.stdout.close()
+        return Output(reader.data(), reader.total, timed_out)
+
+    def _kill(self, child):
+        _signal_group(child, signal.SIGTERM)
+        try:
+            child.wait(KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.warning("command pid %d ignored SIGTERM; killing it", child.pid)
+        _signal_group(child, signal.SIGKILL)
+
+
+class OutputReader:
+    """Keeps the first MAX_OUTPUT_BYTES of a pipe, counts and drops the rest."""
+
+    def __init__(self, fd):
+        self._fd = fd
+        self._chunks = []
+        self._kept = 0
+        self.total = 0
+        self.eof = False
+
+    def read_for(self, seconds):
+        """Read whatever arrives within `seconds`; stop early at EOF."""
+        end = time.monotonic() + seconds
+        while not self.eof:
+            ready, _, _ = select.select([self._fd], [], [], seconds)
+            if not ready:
+                return
+            self._read_once()
+            seconds = end - time.monotonic()
+            if seconds <= 0:
+                return
+
+    def _read_once(self):
+        chunk = os.read(self._fd, READ_CHUNK_BYTES)
+        if not chunk:
+            self.eof = True
+            return
+        self.total += len(chunk)
+        room = MAX_OUTPUT_BYTES - self._kept
+        if room > 0:
+            piece = chunk[:room]
+            self._chunks.append(piece)
+            self._kept += len(piece)
+
+    def data(self):
+        data = b"".join(self._chunks)
+        self._chunks = []
+        return data
+
+
+def _signal_group(child, signum):
+    try:
+        os.killpg(child.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass

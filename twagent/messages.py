@@ -1,0 +1,91 @@
+"""The platform's message types and their JSON form.
+
+Pure functions and records; safe from any thread.
+"""
+
+import base64
+import json
+import typing
+
+from .errors import ProtocolError
+
+
+class InfoMessage(typing.NamedTuple):
+    user_name: str
+    work_dir: str
+    agent_version: str
+
+
+class HeartbeatMessage(typing.NamedTuple):
+    pass
+
+
+class CommandRequest(typing.NamedTuple):
+    id: str
+    command: str
+
+
+class CommandResponse(typing.NamedTuple):
+    id: str
+    output: bytes
+    exit_status: int
+
+
+def encode(message):
+    """The JSON text of one outgoing message."""
+    if isinstance(message, CommandResponse):
+        result = base64.b64encode(message.output).decode("ascii")
+        body = {
+            "@type": "command-response",
+            "id": message.id,
+            "result": result,
+            "exitStatus": message.exit_status,
+        }
+    elif isinstance(message, HeartbeatMessage):
+        body = {"@type": "heartbeat"}
+    elif isinstance(message, InfoMessage):
+        body = {
+            "@type": "info",
+            "userName": message.user_name,
+            "workDir": message.work_dir,
+            "agentVersion": message.agent_version,
+        }
+    else:
+        raise TypeError(f"not a message: {message!r}")
+    return json.dumps(body, separators=(",", ":"))
+
+
+def decode(payload):
+    """One incoming frame's payload as a message record.
+
+    Raises ProtocolError for anything that is not a message we know; the
+    caller warns and skips it.
+    """
+    try:
+        if isinstance(payload, bytes):
+            payload = payload.decode("utf-8")
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"frame is not JSON text: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ProtocolError("frame is JSON but not an object")
+    kind = body.get("@type")
+    if kind == "heartbeat":
+        return HeartbeatMessage()
+    if kind == "command-request":
+        return _command_request(body)
+    raise ProtocolError(f"unknown message type {kind!r}")
+
+
+def _command_request(body):
+    request_id = body.get("id")
+    command = body.get("command")
+    if isinstance(request_id, int) and not isinstance(request_id, bool):
+        request_id = str(request_id)
+    if not isinstance(request_id, str) or not request_id:
+        raise ProtocolError("command-request without a usable id")
+    if not isinstance(command, str):
+        raise ProtocolError(
+            f"command-request {request_id} has no command text", request_id
+        )
+    return CommandRequest(request_id, command)

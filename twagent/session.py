@@ -1,0 +1,149 @@
+"""One connected session: the main thread's receive-and-send loop.
+
+The main thread alone reads and writes the socket. It sleeps in select()
+on the socket and the outbox's wake-up pipe, and on each turn sends what
+the outbox holds, reads what has arrived, and checks that the link lives.
+
+Responses count as delivered only once a later pong or heartbeat reply
+shows that the platform read past them; when a session dies, the rest go
+back to the outbox for the next one.
+"""
+
+import collections
+import logging
+import time
+
+from . import messages
+from .connection import close_code, wait_readable
+from .errors import ConnectionLost, ProtocolError
+from .messages import HeartbeatMessage
+
+log = logging.getLogger(__name__)
+
+OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 1, 2, 8, 9, 10
+# The link is dead when nothing at all arrived for this many intervals;
+# the platform answers each heartbeat and each ping within milliseconds.
+DEAD_AFTER_INTERVALS = 2.5
+FRAMES_PER_TURN = 32
+
+
+class Session:
+    def __init__(self, connection, outbox, agent, heartbeat_seconds):
+        self._conn = connection
+        self._outbox = outbox
+        self._agent = agent
+        self._dead_after = DEAD_AFTER_INTERVALS * heartbeat_seconds
+        self._last_received = time.monotonic()
+        self._sent_seq = 0
+        self._unconfirmed = collections.deque()
+        self._heartbeat_marks = collections.deque()
+
+    def run(self, info):
+        """Serve until the agent is done (returns) or the link ends (raises)."""
+        self._outbox.take_heartbeat()  # a tick from before this session
+        try:
+            self._send(messages.encode(info))
+            while True:
+                readable = self._wait()
+                self._outbox.clear_wakeups()
+                self._flush()
+                if readable:
+                    self._read()
+                self._check_alive()
+                if self._agent.ready_to_close():
+                    self._close()
+                    return
+        except ConnectionLost:
+            self._conn.abort()
+            self._outbox.push_back(r for _, r in self._unconfirmed)
+            raise
+
+    def _wait(self):
+        """Sleep until there is work; True when the socket has data."""
+        if self._conn.has_buffered():
+            return True
+        deadline = min(self._last_received + self._dead_after, self._agent.deadline())
+        ready = wait_readable([self._conn, self._outbox], deadline - time.monotonic())
+        return self._conn in ready
+
+    def _flush(self):
+        if self._outbox.take_heartbeat():
+            log.debug("sending heartbeat")
+            self._send(messages.encode(HeartbeatMessage()))
+            self._heartbeat_marks.append(self._sent_seq)
+            self._conn.send_ping(str(self._sent_seq))
+        sent = 0
+        while True:
+            response = self._outbox.take_response()
+            if response is None:
+                break
+            self._send_response(response)
+            sent += 1
+        if sent:
+            self._conn.send_ping(str(self._sent_seq))
+
+    def _send_response(self, response):
+        self._sent_seq += 1
+        self._unconfirmed.append((self._sent_seq, response))
+        text = messages.encode(response)
+        log.debug("sending command-response %s (%d chars)", response.id, len(text))
+        self._send(text)
+
+    def _send(self, text):
+        self._conn.send_text(text)
+
+    def _read(self):
+        for _ in range(FRAMES_PER_TURN):
+            frame = self._conn.recv_frame()
+            if frame is None:
+                return
+            self._last_received = time.monotonic()
+            self._on_frame(frame)
+            if not self._conn.has_buffered() and not self._readable_now():
+                return
+
+    def _readable_now(self):
+        return bool(wait_readable([self._conn], 0))
+
+    def _on_frame(self, frame):
+        if frame.opcode == OPCODE_CLOSE:
+            code = close_code(frame)
+            raise ConnectionLost(f"platform closed the session ({code})", code)
+        if frame.opcode == OPCODE_PONG:
+            self._confirm(_seq_of(frame.data))
+            return
+        if frame.opcode not in (OPCODE_TEXT, OPCODE_BINARY):
+            return
+        try:
+            message = messages.decode(frame.data)
+        except ProtocolError as exc:
+            log.warning("ignored a message from the platform: %s", exc)
+            if exc.request_id is not None:
+                self._agent.reject(exc.request_id, str(exc))
+            return
+        if isinstance(message, HeartbeatMessage):
+            log.debug("heartbeat received")
+            if self._heartbeat_marks:
+                self._confirm(self._heartbeat_marks.popleft())
+            return
+        self._agent.on_request(message)
+
+    def _confirm(self, seq):
+        while self._unconfirmed and self._unconfirmed[0][0] <= seq:
+            self._unconfirmed.popleft()
+
+    def _check_alive(self):
+        silent = time.monotonic() - self._last_received
+        if silent > self._dead_after:
+            raise ConnectionLost(f"no frame from the platform for {silent:.1f}s")
+
+    def _close(self):
+        log.debug("closing the session with 1000")
+        self._conn.close(1000)
+
+
+def _seq_of(data):
+    try:
+        return int(data.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return -1
