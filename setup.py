@@ -28,7 +28,7 @@ class BuildWithCommit(build_py):
         target = os.path.join(self.build_lib, "twagent", "version.py")
         with open(target) as f:
             text = f.read()
-        text = text.replace('COMMIT = "unknown"', 'COMMIT = "%s"' % git_commit())
+        text = text.replace('COMMIT = "unknown"', f'COMMIT = "{git_commit()}"')
         with open(target, "w") as f:
             f.write(text)
 
