@@ -8,6 +8,7 @@ is owned by the main thread: no other thread reads or writes its socket.
 import http.client
 import json
 import logging
+import os
 import select
 import socket
 import ssl
@@ -17,7 +18,7 @@ import urllib.parse
 
 import websocket
 
-from . import proxy
+from . import proxy, wire
 from .errors import ConfigError, ConnectionLost, TwAgentError
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,45 @@ def parse_endpoint(url):
     return Endpoint(parts.hostname, port, parts.path.rstrip("/"))
 
 
-def tls_context(ca_file=None):
-    """A verifying client context: system store, SSL_CERT_*, --ca-file."""
+# Where Linux distributions keep their CA bundle: Debian/Ubuntu, RHEL and
+# its rebuilds, older RHEL, SUSE, others. A binary built on one
+# distribution only knows its own path, so the agent looks for itself.
+CA_BUNDLE_PATHS = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/var/lib/ca-certificates/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+)
+
+
+def system_ca_bundle(environ, paths=CA_BUNDLE_PATHS):
+    """A CA bundle to load when OpenSSL's own default finds none, or None.
+
+    SSL_CERT_FILE and SSL_CERT_DIR, when set, are OpenSSL's to honour.
+    """
+    if environ.get("SSL_CERT_FILE") or environ.get("SSL_CERT_DIR"):
+        return None
+    defaults = ssl.get_default_verify_paths()
+    if defaults.cafile and os.path.isfile(defaults.cafile):
+        return None
+    if (
+        defaults.capath
+        and os.path.isdir(defaults.capath)
+        and os.listdir(defaults.capath)
+    ):
+        return None
+    return next((p for p in paths if os.path.isfile(p)), None)
+
+
+def tls_context(ca_file=None, environ=None):
+    """A verifying client context: SSL_CERT_*, the system store, --ca-file."""
     context = ssl.create_default_context()
+    bundle = system_ca_bundle(os.environ if environ is None else environ)
+    if bundle:
+        log.debug("loading the system CA bundle %s", bundle)
+        context.load_verify_locations(cafile=bundle)
     if ca_file:
         try:
             context.load_verify_locations(cafile=ca_file)
@@ -203,6 +240,7 @@ class Connection:
     def __init__(self, ws, endpoint):
         self._ws = ws
         self.endpoint = endpoint
+        self.send_timeout = SEND_TIMEOUT_SECONDS
 
     @classmethod
     def open(cls, endpoint, connection_id, token, context, environ, user_timeout):
@@ -232,10 +270,19 @@ class Connection:
         return bool(sock is not None and sock.pending())
 
     def send_text(self, text):
-        self._call(self._ws.send, text, timeout=SEND_TIMEOUT_SECONDS)
+        self.send_payload(wire.Payload.of(text.encode("utf-8")))
+
+    def send_payload(self, payload):
+        """Write one text frame; a failure part-way leaves the link dead."""
+        sock = self._ws.sock
+        try:
+            sock.settimeout(self.send_timeout)
+            wire.write_frame(sock, payload)
+        except Exception as exc:
+            raise translate(exc, self.endpoint) from exc
 
     def send_ping(self, payload):
-        self._call(self._ws.ping, payload, timeout=SEND_TIMEOUT_SECONDS)
+        self._call(self._ws.ping, payload, timeout=self.send_timeout)
 
     def recv_frame(self):
         """One frame, or None when only part of it has arrived so far."""

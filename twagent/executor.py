@@ -196,8 +196,7 @@ class OutputReader:
 
     def __init__(self, fd):
         self._fd = fd
-        self._chunks = []
-        self._kept = 0
+        self._kept = bytearray()
         self.total = 0
         self.eof = False
 
@@ -219,16 +218,13 @@ class OutputReader:
             self.eof = True
             return
         self.total += len(chunk)
-        room = MAX_OUTPUT_BYTES - self._kept
+        room = MAX_OUTPUT_BYTES - len(self._kept)
         if room > 0:
-            piece = chunk[:room]
-            self._chunks.append(piece)
-            self._kept += len(piece)
+            self._kept += chunk[:room]
 
     def data(self):
-        data = b"".join(self._chunks)
-        self._chunks = []
-        return data
+        """The kept output; a bytearray, so that it is never copied whole."""
+        return self._kept
 
 
 def _signal_group(child, signum):

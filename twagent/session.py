@@ -13,7 +13,7 @@ import collections
 import logging
 import time
 
-from . import messages
+from . import messages, wire
 from .connection import close_code, wait_readable
 from .errors import ConnectionLost, ProtocolError
 from .messages import HeartbeatMessage
@@ -33,6 +33,8 @@ class Session:
         self._outbox = outbox
         self._agent = agent
         self._dead_after = DEAD_AFTER_INTERVALS * heartbeat_seconds
+        # A write stuck this long is into a dead link as well.
+        connection.send_timeout = max(1.0, self._dead_after)
         self._last_received = time.monotonic()
         self._sent_seq = 0
         self._unconfirmed = collections.deque()
@@ -85,9 +87,11 @@ class Session:
     def _send_response(self, response):
         self._sent_seq += 1
         self._unconfirmed.append((self._sent_seq, response))
-        text = messages.encode(response)
-        log.debug("sending command-response %s (%d chars)", response.id, len(text))
-        self._send(text)
+        payload = wire.response_payload(
+            response.id, response.output, response.exit_status
+        )
+        log.debug("sending command-response %s (%d bytes)", response.id, payload.length)
+        self._conn.send_payload(payload)
 
     def _send(self, text):
         self._conn.send_text(text)
