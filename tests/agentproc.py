@@ -130,7 +130,7 @@ def agent_env(platform, home, heartbeat="2s", extra=None):
         "USER": pwd.getpwuid(os.getuid()).pw_name,
         "LANG": "C.UTF-8",
         "SSL_CERT_FILE": platform.ca_file,
-        "TOWER_ACCESS_TOKEN": platform.token,
+        "TOWER_ACCESS_TOKEN": TOKEN,
         "TOWER_API_ENDPOINT": platform.url,
         "TOWER_AGENT_HEARTBEAT": heartbeat,
     }
