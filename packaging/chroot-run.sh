@@ -4,6 +4,8 @@
 # /mnt/twagent) live in a private mount namespace, so the kernel undoes
 # them when the command exits, however it exits; nothing leaks to the host.
 # Every step execs, so COMMAND keeps this script's PID and gets its signals.
+# COMMAND starts in the current directory when the chroot has it (any
+# folder under /tmp), else in /.
 set -euo pipefail
 root=$1
 shift
@@ -14,5 +16,5 @@ exec unshare --mount --propagation private bash -euc '
     mount --rbind /dev "$root/dev"
     mount --bind /tmp "$root/tmp"
     if [ -n "$mnt" ]; then mount --bind "$mnt" "$root/mnt/twagent"; fi
-    exec chroot "$root" "$@"
+    exec chroot "$root" /bin/sh -c '\''cd "$0" 2>/dev/null || cd /; exec "$@"'\'' "$PWD" "$@"
 ' chroot-run "$root" "${TWAGENT_CHROOT_MNT:-}" "$@"

@@ -42,9 +42,11 @@ fi
 
 # Packages and build tools go in through chroot-run.sh, whose private mount
 # namespace takes /proc and /dev away again when it exits.
-"$here/chroot-run.sh" "$root.new" sh -euc '
+# A clean environment: the host's SSL_CERT_FILE, REQUESTS_CA_BUNDLE and
+# PIP_* point at host files that mean something else inside.
+"$here/chroot-run.sh" "$root.new" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 sh -euc '
     export DEBIAN_FRONTEND=noninteractive
-    unset PIP_FIND_LINKS PIP_CERT
     if [ -f /opt/pip-ca.pem ]; then export PIP_CERT=/opt/pip-ca.pem; fi
     apt-get -q update
     apt-get -q install -y --no-install-recommends \
