@@ -25,6 +25,8 @@ OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 1, 2, 8, 9,
 # the platform answers each heartbeat and each ping within milliseconds.
 DEAD_AFTER_INTERVALS = 2.5
 FRAMES_PER_TURN = 32
+BIG_FRAME_BYTES = 64 * 1024
+FLUSH_BYTES_PER_TURN = 4 * 1024 * 1024
 
 
 class Session:
@@ -65,7 +67,8 @@ class Session:
         if self._conn.has_buffered():
             return True
         deadline = min(self._last_received + self._dead_after, self._agent.deadline())
-        ready = wait_readable([self._conn, self._outbox], deadline - time.monotonic())
+        timeout = 0.0 if self._outbox.pending() else deadline - time.monotonic()
+        ready = wait_readable([self._conn, self._outbox], timeout)
         return self._conn in ready
 
     def _flush(self):
@@ -74,12 +77,16 @@ class Session:
             self._send(messages.encode(HeartbeatMessage()))
             self._heartbeat_marks.append(self._sent_seq)
             self._conn.send_ping(str(self._sent_seq))
+        # A turn sends a few MiB at most, so that heartbeats and reading
+        # keep their turn while a burst of big answers goes out.
+        budget = FLUSH_BYTES_PER_TURN
         sent = 0
-        while True:
+        while budget > 0:
             response = self._outbox.take_response()
             if response is None:
                 break
             self._send_response(response)
+            budget -= len(response.output) + 1
             sent += 1
         if sent:
             self._conn.send_ping(str(self._sent_seq))
@@ -92,6 +99,11 @@ class Session:
         )
         log.debug("sending command-response %s (%d bytes)", response.id, payload.length)
         self._conn.send_payload(payload)
+        if payload.length >= BIG_FRAME_BYTES:
+            # The platform answers our pings only after it has read this
+            # frame, so its silence so far is no sign of a dead link. (A
+            # dead link fills the socket buffers soon and the send times out.)
+            self._last_received = max(self._last_received, time.monotonic())
 
     def _send(self, text):
         self._conn.send_text(text)
