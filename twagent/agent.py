@@ -52,6 +52,7 @@ class Agent:
         )
         self._stop_at = None
         self._cancel_until = None
+        self._connection = None
 
     def run(self):
         """Serve until stopped; returns the process exit status."""
@@ -62,6 +63,8 @@ class Agent:
         except ShutdownRequested as exc:
             log.warning("signal %d again: cancelling running commands", exc.signum)
             self.executor.cancel()
+            if self._connection is not None:
+                self._connection.close(1000)
             return 128 + exc.signum
         finally:
             self.heartbeat.stop()
@@ -74,19 +77,21 @@ class Agent:
             if self._stop_at is not None and self._stop_while_offline():
                 return 0
             try:
-                connection = self._connect()
+                self._connection = self._connect()
             except ConnectionLost as exc:
                 self._pause(exc, in_session=False)
                 continue
             self.policy.connected(time.monotonic())
             log.info("connected to %s", self.config.url)
+            session = Session(
+                self._connection, self.outbox, self, self.config.heartbeat_seconds
+            )
             try:
-                Session(
-                    connection, self.outbox, self, self.config.heartbeat_seconds
-                ).run(self._info())
+                session.run(self._info())
                 log.info("session closed; agent stopped")
                 return 0
             except ConnectionLost as exc:
+                self._connection = None
                 self.policy.disconnected(time.monotonic())
                 self._pause(exc, in_session=True)
 

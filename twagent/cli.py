@@ -168,7 +168,7 @@ def main(argv=None):
         )
         return Agent(config, environ).run()
     except TwAgentError as exc:
-        log.error("%s", exc)
+        log.error("%s", exc, exc_info=exc.exit_status == 1)
         return exc.exit_status
     except Exception:
         log.exception("internal error; this is a bug in tw-agent")

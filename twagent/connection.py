@@ -19,7 +19,7 @@ import urllib.parse
 import websocket
 
 from . import proxy, wire
-from .errors import ConfigError, ConnectionLost, TwAgentError
+from .errors import AgentBug, ConfigError, ConnectionLost, TwAgentError
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,11 @@ def translate(exc, endpoint=None):
         return ConnectionLost(f"connection to {where} failed: {exc or type(exc)}")
     if isinstance(exc, http.client.HTTPException):
         return ConnectionLost(f"bad HTTP reply from {where}: {exc!r}")
-    return ConnectionLost(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, ValueError) and "closed" in str(exc):
+        return ConnectionLost(f"connection to {where} is closed")
+    # Anything else is a bug in the agent, not a network failure: it must
+    # not turn into a quiet reconnect loop.
+    return AgentBug(f"unexpected {type(exc).__name__} talking to {where}: {exc}")
 
 
 def _is_verify_failure(exc):
@@ -262,8 +266,15 @@ class Connection:
             raise translate(exc, endpoint) from exc
         return cls(ws, endpoint)
 
+    def _sock(self):
+        """The socket; ConnectionLost once the library has dropped it."""
+        sock = self._ws.sock
+        if sock is None:
+            raise ConnectionLost(f"connection to {self.endpoint.netloc} is closed")
+        return sock
+
     def fileno(self):
-        return self._ws.sock.fileno()
+        return self._sock().fileno()
 
     def has_buffered(self):
         sock = self._ws.sock
@@ -274,7 +285,7 @@ class Connection:
 
     def send_payload(self, payload):
         """Write one text frame; a failure part-way leaves the link dead."""
-        sock = self._ws.sock
+        sock = self._sock()
         try:
             sock.settimeout(self.send_timeout)
             wire.write_frame(sock, payload)
@@ -286,8 +297,9 @@ class Connection:
 
     def recv_frame(self):
         """One frame, or None when only part of it has arrived so far."""
+        sock = self._sock()
         try:
-            self._ws.sock.settimeout(FRAME_WAIT_SECONDS)
+            sock.settimeout(FRAME_WAIT_SECONDS)
             opcode, frame = self._ws.recv_data_frame(True)
         except websocket.WebSocketTimeoutException:
             return None
@@ -301,7 +313,7 @@ class Connection:
     def close(self, code=1000, reason=b"agent stopping"):
         """Send a close frame and wait briefly for the reply."""
         try:
-            self._ws.sock.settimeout(2.0)
+            self._sock().settimeout(2.0)
             self._ws.close(status=code, reason=reason, timeout=2.0)
         except Exception as exc:  # noqa: BLE001 - best effort on the way out
             log.debug("close was not clean: %s", exc)
@@ -315,8 +327,9 @@ class Connection:
             log.debug("shutdown failed: %s", exc)
 
     def _call(self, func, arg, timeout):
+        sock = self._sock()
         try:
-            self._ws.sock.settimeout(timeout)
+            sock.settimeout(timeout)
             func(arg)
         except Exception as exc:
             raise translate(exc, self.endpoint) from exc

@@ -11,6 +11,12 @@ class TwAgentError(Exception):
     exit_status = 1
 
 
+class AgentBug(TwAgentError):
+    """Something the agent did not expect: logged with its traceback."""
+
+    exit_status = 1
+
+
 class ConfigError(TwAgentError):
     """A bad flag, variable or environment: fixing it needs the user."""
 
