@@ -34,8 +34,8 @@ def agent_command():
 
 
 class AgentProcess:
-    def __init__(self, args, env, cwd=None):
-        self.args = agent_command() + list(args)
+    def __init__(self, args, env, cwd=None, prefix=None):
+        self.args = (prefix or agent_command()) + list(args)
         self.lines = []
         self._changed = threading.Condition()
         self.proc = subprocess.Popen(
