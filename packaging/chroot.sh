@@ -41,16 +41,17 @@ if [ -n "$pip_ca" ] && [ -f "$pip_ca" ]; then
 fi
 
 # Packages and build tools go in through chroot-run.sh, whose private mount
-# namespace takes /proc and /dev away again when it exits.
-# A clean environment: the host's SSL_CERT_FILE, REQUESTS_CA_BUNDLE and
-# PIP_* point at host files that mean something else inside.
+# namespace takes /proc and /dev away again when it exits. procps gives
+# the agent's commands `ps`, as on any login node. A clean environment:
+# the host's SSL_CERT_FILE, REQUESTS_CA_BUNDLE and PIP_* point at host
+# files that mean something else inside.
 "$here/chroot-run.sh" "$root.new" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 sh -euc '
     export DEBIAN_FRONTEND=noninteractive
     if [ -f /opt/pip-ca.pem ]; then export PIP_CERT=/opt/pip-ca.pem; fi
     apt-get -q update
     apt-get -q install -y --no-install-recommends \
-        python3.9 python3.9-dev python3.9-venv gcc make patchelf pypy3 \
+        python3.9 python3.9-dev python3.9-venv gcc make patchelf pypy3 procps \
         ca-certificates
     python3.9 -m venv /opt/build
     /opt/build/bin/pip install -q --upgrade pip

@@ -3,7 +3,8 @@
 setup.py copies twagent/ into build/lib only when the source is newer, so a
 stale build/ in the checkout keeps an old commit in version.py. Building
 from a fresh copy of the tree, with the checkout's commit handed over in
-TWAGENT_COMMIT, avoids that. `python packaging/twagent_wheel.py OUTDIR` prints the
+TWAGENT_COMMIT, avoids that. A TWAGENT_COMMIT already set wins (a CI
+container where git refuses a checkout owned by another user). `python packaging/twagent_wheel.py OUTDIR` prints the
 wheel's path.
 """
 
@@ -19,6 +20,9 @@ TREE = ["setup.py", "setup.cfg", "README.rst", "twagent"]
 
 
 def commit():
+    """The checkout's short commit; TWAGENT_COMMIT where git cannot tell."""
+    if os.environ.get("TWAGENT_COMMIT"):
+        return os.environ["TWAGENT_COMMIT"][:7]
     result = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
         cwd=str(ROOT),
