@@ -38,8 +38,11 @@ version=$(sed -n 's/^VERSION = "\(.*\)"$/\1/p' "$work/src/twagent/version.py")
 
 # Each process unpacks into its own folder under the user's cache: never
 # $TMPDIR (often noexec), and no two starts ever write the same files.
+# The bootstrap passes SIGTERM, SIGINT and SIGQUIT on to the agent as
+# SIGINT and, by default, SIGKILLs it 5 s later; "infinity" lets the agent's
+# own --stop-grace decide instead (README.rst, "Known limitations").
 nuitka_args=(
-    --onefile --assume-yes-for-downloads
+    --onefile --assume-yes-for-downloads --onefile-child-grace-time=infinity
     --include-package=twagent --include-package=websocket
     --onefile-tempdir-spec='{CACHE_DIR}/tw-agent/run-{PID}-{TIME_US}'
     --product-name=tw-agent --product-version="$version"
