@@ -2,10 +2,14 @@
 
 `Agent.run()` is the main thread's outer loop. It owns the executor (pool
 workers), the heartbeat thread and the outbox they share. The signal
-handlers run on the main thread too; a first signal only sets the stop
-deadline and wakes the loop, a second one raises ShutdownRequested.
+handler only notes the signal and wakes the main thread through the
+outbox pipe: logging or raising inside a handler can hit the log stream in
+the middle of a write. The loops call `checkpoint()` on every turn, which
+acts on the signals: the first stops (warm), the second raises
+ShutdownRequested (cold).
 """
 
+import collections
 import logging
 import os
 import select
@@ -53,6 +57,7 @@ class Agent:
         self._stop_at = None
         self._cancel_until = None
         self._connection = None
+        self._signals = collections.deque()
 
     def run(self):
         """Serve until stopped; returns the process exit status."""
@@ -74,6 +79,7 @@ class Agent:
 
     def _serve(self):
         while True:
+            self.checkpoint()
             if self._stop_at is not None and self._stop_while_offline():
                 return 0
             try:
@@ -174,12 +180,14 @@ class Agent:
                 return
             select.select([self.outbox], [], [], left)
             self.outbox.clear_wakeups()
+            self.checkpoint()
 
     def _stop_while_offline(self):
         """Stopping with no session: wait out the grace, then cancel."""
         while self.executor.active() and time.monotonic() < self._stop_at:
             select.select([self.outbox], [], [], self._stop_at - time.monotonic())
             self.outbox.clear_wakeups()
+            self.checkpoint()
         if self.executor.active():
             log.warning("stop grace spent; cancelling running commands")
             self.executor.cancel()
@@ -247,16 +255,22 @@ class Agent:
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
     def _on_signal(self, signum, frame):
-        if signum == signal.SIGHUP:
-            log.info("SIGHUP ignored: the agent keeps running after a logout")
-            return
-        if self._stop_at is not None:
-            raise ShutdownRequested(signum)
-        grace = self.config.stop_grace_seconds
-        log.info(
-            "signal %d: stopping; no new commands, running ones have %.0fs",
-            signum,
-            grace,
-        )
-        self._stop_at = time.monotonic() + grace
+        self._signals.append(signum)
         self.outbox.wake()
+
+    def checkpoint(self):
+        """Act on the signals received so far; main thread, once a turn."""
+        while self._signals:
+            signum = self._signals.popleft()
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP ignored: the agent keeps running after a logout")
+            elif self._stop_at is not None:
+                raise ShutdownRequested(signum)
+            else:
+                grace = self.config.stop_grace_seconds
+                log.info(
+                    "signal %d: stopping; no new commands, running ones have %.0fs",
+                    signum,
+                    grace,
+                )
+                self._stop_at = time.monotonic() + grace

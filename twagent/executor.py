@@ -63,6 +63,9 @@ class Executor:
         self._shell_argv = shell_argv
         self._lock = threading.Lock()
         self._running = {}
+        # Set once by cancel(); a worker whose child started just after
+        # cancel() looked at `_running` sees it on its next poll.
+        self._cancelled = threading.Event()
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=pool_size, thread_name_prefix="twagent-exec"
         )
@@ -86,6 +89,7 @@ class Executor:
 
     def cancel(self):
         """TERM each running command's process group, then KILL it."""
+        self._cancelled.set()
         with self._lock:
             children = [c for c in self._running.values() if c is not None]
         for child in children:
@@ -165,15 +169,15 @@ class Executor:
         deadline = started + self._timeout
         drain_until = None
         poll = FIRST_POLL_SECONDS
-        timed_out = False
+        timed_out = killed = False
         while not reader.eof:
             now = time.monotonic()
             if drain_until is None and child.poll() is not None:
                 drain_until = now + DRAIN_SECONDS
             if drain_until is not None and now >= drain_until:
                 break
-            if not timed_out and now >= deadline:
-                timed_out = True
+            if not killed and (now >= deadline or self._cancelled.is_set()):
+                timed_out, killed = now >= deadline, True
                 self._kill(child)
                 drain_until = time.monotonic() + DRAIN_SECONDS
             limit = drain_until if drain_until is not None else deadline

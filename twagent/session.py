@@ -50,6 +50,7 @@ class Session:
             while True:
                 readable = self._wait()
                 self._outbox.clear_wakeups()
+                self._agent.checkpoint()
                 self._flush()
                 if readable:
                     self._read()
