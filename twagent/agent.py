@@ -13,10 +13,13 @@ import collections
 import logging
 import os
 import select
+import shutil
 import signal
 import time
 
-from . import api
+from . import api, logs
+from . import config as cfg
+from .audit import AuditLog
 from .connection import Connection, HandshakeRefused, TlsError, parse_endpoint
 from .errors import ConfigError, ConnectionLost, DuplicateAgentError, ShutdownRequested
 from .executor import Executor, child_environment
@@ -26,6 +29,7 @@ from .messages import CommandResponse, InfoMessage
 from .outbox import Outbox
 from .policy import CLOSE_DUPLICATE, DuplicateWatch, ReconnectPolicy
 from .session import Session
+from .status import StatusFile, StatusWriter
 from .version import VERSION
 
 log = logging.getLogger(__name__)
@@ -52,15 +56,42 @@ class Agent:
             child_environment(self._environ, [config.token]),
             config.pool_size,
             config.command_timeout_seconds,
-            ["sh", "-c"],
+            shell_argv(config.login_shell, self._environ),
         )
+        self._token = config.token
+        self.audit = AuditLog(config.audit_log) if config.audit_log else None
         self._stop_at = None
         self._cancel_until = None
         self._connection = None
         self._signals = collections.deque()
+        self._state = ("connecting", time.time())
+        self._sessions = 0
+        self.status_file = None
+        self.status_writer = None
+        if config.state_dir:
+            self.status_file = StatusFile(
+                config.state_dir,
+                config.connection_id,
+                {"version": VERSION, "url": config.url, "workDir": config.work_dir},
+            )
+            self.status_writer = StatusWriter(self.status_file, self.status_snapshot)
 
     def run(self):
         """Serve until stopped; returns the process exit status."""
+        if self.status_file is not None:
+            self.status_file.acquire(self.status_snapshot())
+            self.status_writer.start()
+        try:
+            return self._run()
+        finally:
+            self._set_state("stopping")
+            if self.status_writer is not None:
+                self.status_writer.stop()
+                self.status_file.release()
+            if self.audit is not None:
+                self.audit.close()
+
+    def _run(self):
         self._install_signals()
         self.heartbeat.start()
         try:
@@ -82,12 +113,15 @@ class Agent:
             self.checkpoint()
             if self._stop_at is not None and self._stop_while_offline():
                 return 0
+            self._set_state("connecting")
             try:
                 self._connection = self._connect()
             except ConnectionLost as exc:
                 self._pause(exc, in_session=False)
                 continue
             self.policy.connected(time.monotonic())
+            self._sessions += 1
+            self._set_state("connected")
             log.info("connected to %s", self.config.url)
             session = Session(
                 self._connection, self.outbox, self, self.config.heartbeat_seconds
@@ -98,6 +132,7 @@ class Agent:
                 return 0
             except ConnectionLost as exc:
                 self._connection = None
+                self._set_state("connecting")
                 self.policy.disconnected(time.monotonic())
                 self._pause(exc, in_session=True)
 
@@ -106,9 +141,10 @@ class Agent:
         if self._context is None:
             from .connection import tls_context
 
-            self._context = tls_context()
+            self._context = tls_context(self.config.ca_file, self._environ)
         config, endpoint = self.config, self._endpoint
-        args = (endpoint, config.url, config.token, self._context, self._environ)
+        self._reread_token()
+        args = (endpoint, config.url, self._token, self._context, self._environ)
         log.debug("checking %s/service-info", config.url)
         api.check_service_info(*args)
         log.debug("checking the access token at %s/user", config.url)
@@ -117,11 +153,28 @@ class Agent:
         return Connection.open(
             endpoint,
             config.connection_id,
-            config.token,
+            self._token,
             self._context,
             self._environ,
             self._user_timeout(),
         )
+
+    def _reread_token(self):
+        """With --token-file, read it again: the token may have rotated."""
+        path = self.config.token_file
+        if not path:
+            return
+        try:
+            token = cfg.read_token_file(path)
+        except cfg.InsecureTokenFile:
+            raise
+        except ConfigError as exc:
+            log.warning("%s; keeping the token read before", exc)
+            return
+        if token != self._token:
+            logs.add_secret(token)
+            self._token = token
+            log.info("the token in %s changed; using the new one", path)
 
     def _user_timeout(self):
         return min(300.0, max(10.0, 3 * self.config.heartbeat_seconds))
@@ -206,7 +259,10 @@ class Agent:
             self._repeat(request)
             return
         log.info("command %s started", request.id)
+        if self.audit is not None:
+            self.audit.started(request)
         self.executor.submit(request, self._on_done)
+        self._status_changed()
 
     def _repeat(self, request):
         stored = self.history.lookup(request.id)
@@ -222,6 +278,9 @@ class Agent:
         """On a pool worker: keep the response for repeats, then queue it."""
         self.history.finish(response)
         self.outbox.put_response(response)
+        if self.audit is not None:
+            self.audit.finished(response)
+        self._status_changed()
 
     def reject(self, request_id, reason):
         text = (f"tw-agent: bad command request: {reason}\n").encode()
@@ -274,3 +333,47 @@ class Agent:
                     grace,
                 )
                 self._stop_at = time.monotonic() + grace
+                self._set_state("stopping")
+
+    # The status file.
+
+    def _set_state(self, state):
+        """Main thread: note the new state and write it out at once."""
+        if self._state[0] != state and self._state[0] != "stopping":
+            self._state = (state, time.time())
+            if self.status_writer is not None:
+                self.status_writer.write_now()
+
+    def _status_changed(self):
+        if self.status_writer is not None:
+            self.status_writer.changed()
+
+    def status_snapshot(self):
+        """The status file's changing fields; read on the status thread.
+
+        Each field is one attribute read or a locked copy, so a snapshot
+        taken while the main thread moves on is at worst a turn old.
+        """
+        state, since = self._state
+        connection = self._connection
+        return {
+            "state": state,
+            "since": since,
+            "lastFrame": getattr(connection, "last_frame_at", None),
+            "reconnects": max(0, self._sessions - 1),
+            "running": self.executor.running_ids(),
+        }
+
+
+def shell_argv(login_shell, environ):
+    """How a command is run: `sh -c`, or the user's login shell with -l."""
+    if not login_shell:
+        return ["sh", "-c"]
+    shell = environ.get("SHELL", "").strip()
+    if shell and os.path.isabs(shell) and os.access(shell, os.X_OK):
+        return [shell, "-l", "-c"]
+    bash = shutil.which("bash", path=environ.get("PATH"))
+    if bash:
+        log.warning("$SHELL is unset or not runnable; login shell is %s", bash)
+        return [bash, "-l", "-c"]
+    raise ConfigError("--login-shell: $SHELL is unset and no bash is on PATH")

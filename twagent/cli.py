@@ -43,11 +43,83 @@ def build_parser():
         "--work-dir",
         help="default work directory; must exist (default: $HOME/work)",
     )
+    _add_operation(parser)
     _add_tuning(parser)
+    _add_modes(parser)
     parser.add_argument(
         "-V", "--version", action="store_true", help="print the version and exit"
     )
     return parser
+
+
+def _add_operation(parser):
+    parser.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="read the token from PATH (mode 0600, yours), again before each "
+        f"reconnect, so it can be rotated (default: none; env {cfg.TOKEN_VARIABLE} "
+        "or -t)",
+    )
+    parser.add_argument(
+        "--ca-file",
+        metavar="PATH",
+        help="also trust the CAs in this PEM bundle, for a platform with a "
+        "private CA (default: none; SSL_CERT_FILE and SSL_CERT_DIR also apply)",
+    )
+    parser.add_argument(
+        "--login-shell",
+        action="store_true",
+        help="run each command with the login shell ($SHELL -l -c, else bash "
+        "-l -c) so site profiles and `module` apply (default: sh -c)",
+    )
+    parser.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="also log to PATH, with full dates, rotated by size (default: "
+        "standard output only)",
+    )
+    parser.add_argument(
+        "--log-max-bytes",
+        type=int,
+        default=logs.LOG_FILE_MAX_BYTES,
+        metavar="N",
+        help=f"rotate the log file at N bytes (default: {logs.LOG_FILE_MAX_BYTES})",
+    )
+    parser.add_argument(
+        "--log-keep",
+        type=int,
+        default=logs.LOG_FILE_KEEP,
+        metavar="N",
+        help=f"rotated log files kept (default: {logs.LOG_FILE_KEEP})",
+    )
+    parser.add_argument(
+        "--audit-log",
+        metavar="PATH",
+        help="append one JSON line per command to PATH: time, id, exit status, "
+        "duration, output size, command (default: none)",
+    )
+
+
+def _add_modes(parser):
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check every step a start needs, one line each, then exit: 0 when "
+        "all required steps pass, 1 otherwise",
+    )
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="show the running agents of this user (all, or the one "
+        "AGENT_CONNECTION_ID) from $XDG_STATE_HOME/tw-agent (default "
+        "~/.local/state/tw-agent); exit 0 only when running and connected",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run the agent against a local stand-in platform on 127.0.0.1 and "
+        "show what happens (needs: pip install 'twagent[demo]')",
+    )
 
 
 def _add_tuning(parser):
@@ -115,12 +187,30 @@ def build_config(args, environ):
         command_timeout_seconds=args.command_timeout,
         stop_grace_seconds=args.stop_grace,
         trace=cfg.trace_from_env(environ),
+        token_file=_absolute(args.token_file),
+        ca_file=_absolute(args.ca_file),
+        login_shell=args.login_shell,
+        audit_log=_absolute(args.audit_log),
+        state_dir=cfg.state_dir(environ),
     )
 
 
+def _absolute(path):
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
 def _token(args, environ):
+    # Removed from our own environment at once: no child ever sees it.
     token = environ.pop(cfg.TOKEN_VARIABLE, None)
-    if args.access_token:
+    if args.token_file:
+        if args.access_token:
+            raise ConfigError("give the token with -t or --token-file, not both")
+        if token:
+            log.info(
+                "%s is ignored: the token comes from --token-file", cfg.TOKEN_VARIABLE
+            )
+        token = cfg.read_token_file(_absolute(args.token_file))
+    elif args.access_token:
         log.warning(
             "the token was given with -t: other users of this node can read it "
             "from the process list; prefer %s",
@@ -139,11 +229,23 @@ def _token(args, environ):
 def _check_positive(args):
     if args.pool_size < 1:
         raise ConfigError("--pool-size must be at least 1")
+    if args.log_max_bytes < 1024 or args.log_keep < 1:
+        raise ConfigError("--log-max-bytes must be at least 1024, --log-keep 1")
     for flag in ("reconnect_max", "duplicate_wait", "command_timeout", "stop_grace"):
         if getattr(args, flag) < 0:
             raise ConfigError(
                 "--{} must not be negative".format(flag.replace("_", "-"))
             )
+
+
+def _add_log_file(args):
+    if not args.log_file:
+        return
+    path = _absolute(args.log_file)
+    try:
+        logs.add_file(path, args.log_max_bytes, args.log_keep)
+    except OSError as exc:
+        raise ConfigError(f"cannot open log file {path}: {exc.strerror}") from exc
 
 
 def main(argv=None):
@@ -155,7 +257,21 @@ def main(argv=None):
     logs.configure(cfg.trace_from_env(environ))
     if args.access_token:
         logs.add_secret(args.access_token.strip())
+    if args.status:
+        from . import status
+
+        ids = [args.connection_id] if args.connection_id else None
+        return status.report(cfg.state_dir(environ), ids)
     try:
+        _add_log_file(args)
+        if args.check:
+            from . import check
+
+            return check.run(args, environ)
+        if args.demo:
+            from . import demo
+
+            return demo.run(args, environ)
         config = build_config(args, environ)
         from .agent import Agent
 

@@ -6,6 +6,7 @@ Runs on the main thread before any other thread exists.
 import os
 import pwd
 import re
+import stat
 import typing
 
 from .errors import ConfigError
@@ -23,6 +24,7 @@ TRACE_VARIABLE = "LOGGER_LEVELS_IO_SEQERA_TOWER_AGENT"
 HEARTBEAT_VARIABLE = "TOWER_AGENT_HEARTBEAT"
 TOKEN_VARIABLE = "TOWER_ACCESS_TOKEN"
 URL_VARIABLE = "TOWER_API_ENDPOINT"
+MAX_TOKEN_FILE_BYTES = 64 * 1024
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PLAIN = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
@@ -45,6 +47,11 @@ class Config(typing.NamedTuple):
     command_timeout_seconds: float = COMMAND_TIMEOUT_SECONDS
     stop_grace_seconds: float = STOP_GRACE_SECONDS
     trace: bool = False
+    token_file: typing.Optional[str] = None
+    ca_file: typing.Optional[str] = None
+    login_shell: bool = False
+    audit_log: typing.Optional[str] = None
+    state_dir: typing.Optional[str] = None
 
 
 def parse_duration(text):
@@ -119,3 +126,46 @@ def check_url(url):
             "the token must never travel in clear text"
         )
     return url
+
+
+class InsecureTokenFile(ConfigError):
+    """The token file may be read by others: refused at start and later."""
+
+
+def read_token_file(path):
+    """The token in `path`, refused unless only its owner, this user, can
+    read it (as ssh does with keys). Raises ConfigError."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise ConfigError(f"cannot open token file {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as stream:
+        # fstat of the open file, so the checked file is the one read.
+        info = os.fstat(stream.fileno())
+        if info.st_uid != os.getuid():
+            raise InsecureTokenFile(
+                f"token file {path} is owned by uid {info.st_uid}, not by you "
+                f"(uid {os.getuid()}): refusing it"
+            )
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InsecureTokenFile(
+                f"token file {path} has mode {stat.S_IMODE(info.st_mode):04o}: "
+                f"group or others may read it; run chmod 600 {path}"
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"token file {path} is not a regular file")
+        data = stream.read(MAX_TOKEN_FILE_BYTES)
+    token = data.decode("utf-8", "replace").strip()
+    if not token:
+        raise ConfigError(f"token file {path} is empty")
+    return token
+
+
+def state_dir(environ):
+    """Where status files live: $XDG_STATE_HOME/tw-agent, else
+    ~/.local/state/tw-agent."""
+    base = environ.get("XDG_STATE_HOME", "").strip()
+    if not base or not os.path.isabs(base):
+        home = environ.get("HOME") or os.path.expanduser("~")
+        base = os.path.join(home, ".local", "state")
+    return os.path.join(base, "tw-agent")

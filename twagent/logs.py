@@ -1,38 +1,60 @@
-"""Log set-up for the command line: format, level and token redaction.
+"""Log set-up for the command line: format, level, log file, token redaction.
 
-Only `cli.py` calls `configure()`; every other module just logs. The
-redaction lives in the formatter so that it covers the message, its
-arguments and any traceback alike.
+Only `cli.py` calls `configure()` and `add_file()`; every other module just
+logs. The redaction lives in the formatter so that it covers the message,
+its arguments and any traceback alike; `redact()` applies the same to text
+that is printed or written without logging (check lines, the audit log).
 """
 
 import logging
+import logging.handlers
+import os
 import sys
 
 TRACE_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s - %(message)s"
 CONSOLE_DATE_FORMAT = "%H:%M:%S"
+# A log file outlives days: each line carries the full date.
+FILE_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+LOG_FILE_KEEP = 5
 REDACTED = "[REDACTED]"
+MIN_SECRET_CHARS = 4
+
+# Every secret seen so far. It only grows; `add_secret()` may run on any
+# thread and swaps the tuple whole, which readers see atomically.
+_secrets = ()
+
+
+def add_secret(secret):
+    """Redact `secret` from now on, in every log line and in `redact()`."""
+    global _secrets
+    if secret and len(secret) >= MIN_SECRET_CHARS and secret not in _secrets:
+        _secrets = _secrets + (secret,)
+
+
+def redact(text):
+    """`text` with every known secret replaced by [REDACTED]."""
+    for secret in _secrets:
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 class RedactingFormatter(logging.Formatter):
-    """A formatter that blanks out every secret it has been told about.
-
-    `add_secret()` may be called from any thread; the set of secrets only
-    grows, and replacing the tuple is atomic.
-    """
-
-    def __init__(self, fmt, datefmt):
-        super().__init__(fmt, datefmt)
-        self._secrets = ()
+    """A formatter that blanks out every secret given to `add_secret()`."""
 
     def add_secret(self, secret):
-        if secret and len(secret) >= 4 and secret not in self._secrets:
-            self._secrets = self._secrets + (secret,)
+        add_secret(secret)
 
     def format(self, record):
-        text = super().format(record)
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return redact(super().format(record))
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Size-rotated log file whose every generation is created mode 0600."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8")
 
 
 def configure(trace, stream=None):
@@ -50,12 +72,17 @@ def configure(trace, stream=None):
     return formatter
 
 
-def add_secret(secret):
-    """Redact `secret` in every handler set up by `configure()`."""
-    for handler in logging.getLogger().handlers:
-        formatter = handler.formatter
-        if isinstance(formatter, RedactingFormatter):
-            formatter.add_secret(secret)
+def add_file(path, max_bytes=LOG_FILE_MAX_BYTES, keep=LOG_FILE_KEEP):
+    """Also log to `path`, rotated at `max_bytes`, keeping `keep` old files.
+
+    Raises OSError when the file cannot be opened.
+    """
+    handler = PrivateRotatingFileHandler(
+        path, maxBytes=max_bytes, backupCount=keep, encoding="utf-8"
+    )
+    handler.setFormatter(RedactingFormatter(TRACE_FORMAT, FILE_DATE_FORMAT))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def shorten(text, limit=200):
