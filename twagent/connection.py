@@ -128,7 +128,12 @@ def tls_context(ca_file=None, environ=None):
 
 
 def set_keepalive(sock, user_timeout_seconds):
-    """Make a dead peer fail reads and writes instead of hanging them."""
+    """Make a dead peer fail reads and writes instead of hanging them.
+
+    Also TCP_NODELAY: a response and the ping after it are small writes,
+    and Nagle would hold the next response until the ping is acknowledged.
+    """
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for name, value in (
         ("TCP_KEEPIDLE", KEEPIDLE_SECONDS),

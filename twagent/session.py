@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 1, 2, 8, 9, 10
 # The link is dead when nothing at all arrived for this many intervals;
 # the platform answers each heartbeat and each ping within milliseconds.
-DEAD_AFTER_INTERVALS = 2.5
+DEAD_AFTER_INTERVALS = 2.25
 FRAMES_PER_TURN = 32
 BIG_FRAME_BYTES = 64 * 1024
 FLUSH_BYTES_PER_TURN = 4 * 1024 * 1024

@@ -62,12 +62,15 @@ def frame_header(length, mask_key, opcode=OPCODE_TEXT):
 
 
 class Masker:
-    """XORs a stream with a 4-byte key, keeping the key's phase across calls."""
+    """XORs a stream with a 4-byte key, keeping the key's phase across calls.
 
-    def __init__(self, mask_key):
-        block = mask_key * (MASK_BLOCK_BYTES // 4)
-        # One block per phase, so a piece of any length can start anywhere.
-        self._blocks = [block[p:] + block[:p] for p in range(4)]
+    The key block is sized to the frame (at most MASK_BLOCK_BYTES), so a
+    heartbeat does not pay for a megabyte of key.
+    """
+
+    def __init__(self, mask_key, length=MASK_BLOCK_BYTES):
+        size = min(length, MASK_BLOCK_BYTES)
+        self._block = mask_key * (size // 4 + 2)
         self._offset = 0
 
     def mask(self, piece):
@@ -75,7 +78,8 @@ class Masker:
         out = []
         for start in range(0, len(view), MASK_BLOCK_BYTES):
             chunk = view[start : start + MASK_BLOCK_BYTES]
-            key = self._blocks[self._offset % 4][: len(chunk)]
+            phase = self._offset % 4
+            key = self._block[phase : phase + len(chunk)]
             value = int.from_bytes(chunk, "little") ^ int.from_bytes(key, "little")
             out.append(value.to_bytes(len(chunk), "little"))
             self._offset += len(chunk)
@@ -85,7 +89,7 @@ class Masker:
 def write_frame(sock, payload, mask_key=None):
     """Send `payload` as one text frame; raises what the socket raises."""
     mask_key = mask_key or os.urandom(4)
-    masker = Masker(mask_key)
+    masker = Masker(mask_key, payload.length)
     # Small frames leave in one write (one TLS record); big ones in pieces.
     buffer = bytearray(frame_header(payload.length, mask_key))
     sent = 0
