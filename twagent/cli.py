@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import config as cfg
-from . import logs
+from . import logs, memory
 from .errors import ConfigError, TwAgentError
 from .version import COMMIT, VERSION
 
@@ -282,6 +282,7 @@ def main(argv=None):
             config.work_dir,
             config.url,
         )
+        memory.tune_allocator()
         return Agent(config, environ).run()
     except TwAgentError as exc:
         log.error("%s", exc, exc_info=exc.exit_status == 1)

@@ -13,7 +13,7 @@ import collections
 import logging
 import time
 
-from . import messages, wire
+from . import memory, messages, wire
 from .connection import close_code, wait_readable
 from .errors import ConnectionLost, ProtocolError
 from .messages import HeartbeatMessage
@@ -146,8 +146,13 @@ class Session:
         self._agent.on_request(message)
 
     def _confirm(self, seq):
+        big = False
         while self._unconfirmed and self._unconfirmed[0][0] <= seq:
-            self._unconfirmed.popleft()
+            _, response = self._unconfirmed.popleft()
+            big = big or len(response.output) >= memory.BIG_ANSWER_BYTES
+        if big:
+            del response
+            memory.release()
 
     def _check_alive(self):
         silent = time.monotonic() - self._last_received
