@@ -7,6 +7,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 import time
 
 import pytest
@@ -50,11 +51,18 @@ def test_status_connected_exits_0_and_file_is_private(platform, start_agent, tmp
     session = platform.wait_session(timeout=20)
     request_id = session.send_command("sleep 5", id="long-one")
     agent.wait_for("command long-one started")
-    status, output = run_cli(platform, tmp_path, "--status")
+    # The status file is rewritten a second at most after a change.
+    pause = threading.Event()
+    for _ in range(30):
+        status, output = run_cli(platform, tmp_path, "--status")
+        if "long-one" in output:
+            break
+        pause.wait(0.2)
     assert status == 0, output
     assert f"{CONNECTION_ID}: connected since" in output
     assert f"pid {agent.pid} on host {socket.gethostname()}" in output
     assert "1 commands running (long-one)" in output
+    assert "last frame received never" not in output
     path = status_file(tmp_path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     record = json.loads(path.read_text())

@@ -10,6 +10,7 @@ import concurrent.futures
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import threading
@@ -58,9 +59,9 @@ def child_environment(environ, secrets):
 class Executor:
     def __init__(self, work_dir, environ, pool_size, timeout_seconds, shell_argv):
         self._work_dir = work_dir
-        self._environ = environ
+        self._environ = _encoded(environ)
         self._timeout = timeout_seconds
-        self._shell_argv = shell_argv
+        self._shell_argv = _resolved(shell_argv, environ)
         self._lock = threading.Lock()
         self._running = {}
         # Set once by cancel(); a worker whose child started just after
@@ -71,7 +72,7 @@ class Executor:
         )
 
     def set_environment(self, environ):
-        self._environ = environ
+        self._environ = _encoded(environ)
 
     def submit(self, request, on_done):
         """Run the request on a worker; `on_done(response)` gets the result."""
@@ -229,6 +230,19 @@ class OutputReader:
     def data(self):
         """The kept output; a bytearray, so that it is never copied whole."""
         return self._kept
+
+
+def _encoded(environ):
+    """The environment as bytes, encoded once rather than on every spawn."""
+    return {os.fsencode(k): os.fsencode(v) for k, v in environ.items()}
+
+
+def _resolved(argv, environ):
+    """argv with its program looked up on PATH once, at start."""
+    if os.sep in argv[0]:
+        return list(argv)
+    found = shutil.which(argv[0], path=environ.get("PATH", os.defpath))
+    return [found or argv[0]] + list(argv[1:])
 
 
 def _signal_group(child, signum):

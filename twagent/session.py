@@ -40,6 +40,7 @@ class Session:
         self._last_received = time.monotonic()
         self._sent_seq = 0
         self._unconfirmed = collections.deque()
+        self._confirming = False
         self._heartbeat_marks = collections.deque()
 
     def run(self, info):
@@ -89,7 +90,10 @@ class Session:
             self._send_response(response)
             budget -= len(response.output) + 1
             sent += 1
-        if sent:
+        if sent and not self._confirming:
+            # One confirmation ping in flight at a time: its pong confirms
+            # everything sent before it, and the next goes out then.
+            self._confirming = True
             self._conn.send_ping(str(self._sent_seq))
 
     def _send_response(self, response):
@@ -128,6 +132,10 @@ class Session:
             raise ConnectionLost(f"platform closed the session ({code})", code)
         if frame.opcode == OPCODE_PONG:
             self._confirm(_seq_of(frame.data))
+            self._confirming = False
+            if self._unconfirmed:
+                self._confirming = True
+                self._conn.send_ping(str(self._sent_seq))
             return
         if frame.opcode not in (OPCODE_TEXT, OPCODE_BINARY):
             return

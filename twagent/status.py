@@ -227,6 +227,9 @@ def _refusal(connection_id, held, path):
     )
 
 
+MIN_WRITE_GAP_SECONDS = 1.0
+
+
 class StatusWriter:
     """The `twagent-status` thread: keeps the status file fresh."""
 
@@ -257,6 +260,9 @@ class StatusWriter:
         log.debug("status thread started, every %.1fs", self._interval)
         while not self._stopped.is_set():
             self._wake.wait(self._interval)
+            # A burst of changes (commands starting and ending) becomes one
+            # write a second at most: the file is for people and cron.
+            self._stopped.wait(MIN_WRITE_GAP_SECONDS)
             self._wake.clear()
             if self._stopped.is_set() or not self._refresh():
                 break
