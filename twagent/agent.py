@@ -28,6 +28,7 @@ from .history import History
 from .messages import CommandResponse, InfoMessage
 from .outbox import Outbox
 from .policy import CLOSE_DUPLICATE, DuplicateWatch, ReconnectPolicy
+from .proxy import ProxyError
 from .session import Session
 from .status import StatusFile, StatusWriter
 from .version import VERSION
@@ -35,6 +36,9 @@ from .version import VERSION
 log = logging.getLogger(__name__)
 
 CANCEL_FLUSH_SECONDS = 2.0
+CSH_SHELLS = ("csh", "tcsh")
+# Noted like a signal by request_stop(); no signal has the number 0.
+STOP_REQUEST = 0
 NEVER = float("inf")
 
 
@@ -218,6 +222,8 @@ class Agent:
         """Before any session existed, some failures will not heal."""
         if isinstance(exc, TlsError):
             raise ConfigError(exc.reason) from exc
+        if isinstance(exc, ProxyError) and exc.status == 407:
+            raise ConfigError(exc.reason) from exc
         if isinstance(exc, HandshakeRefused) and exc.status == 404:
             raise ConfigError(
                 f"the platform does not know connection ID {self.config.connection_id} (HTTP 404 on "
@@ -317,6 +323,10 @@ class Agent:
         self._signals.append(signum)
         self.outbox.wake()
 
+    def request_stop(self):
+        """Stop as a first SIGTERM would; safe from any thread while running."""
+        self._on_signal(STOP_REQUEST, None)
+
     def checkpoint(self):
         """Act on the signals received so far; main thread, once a turn."""
         while self._signals:
@@ -328,8 +338,8 @@ class Agent:
             else:
                 grace = self.config.stop_grace_seconds
                 log.info(
-                    "signal %d: stopping; no new commands, running ones have %.0fs",
-                    signum,
+                    "%s: stopping; no new commands, running ones have %.0fs",
+                    "stop requested" if signum == STOP_REQUEST else f"signal {signum}",
                     grace,
                 )
                 self._stop_at = time.monotonic() + grace
@@ -370,10 +380,13 @@ def shell_argv(login_shell, environ):
     if not login_shell:
         return ["sh", "-c"]
     shell = environ.get("SHELL", "").strip()
-    if shell and os.path.isabs(shell) and os.access(shell, os.X_OK):
+    # csh and tcsh take -l only as their sole flag, so `-l -c` fails there.
+    csh = os.path.basename(shell) in CSH_SHELLS
+    if shell and not csh and os.path.isabs(shell) and os.access(shell, os.X_OK):
         return [shell, "-l", "-c"]
     bash = shutil.which("bash", path=environ.get("PATH"))
     if bash:
-        log.warning("$SHELL is unset or not runnable; login shell is %s", bash)
+        why = "is a csh" if csh else "is unset or not runnable"
+        log.warning("$SHELL %s; the login shell is %s -l -c", why, bash)
         return [bash, "-l", "-c"]
     raise ConfigError("--login-shell: $SHELL is unset and no bash is on PATH")

@@ -139,7 +139,8 @@ class Checker:
             return False
         if not self.attempt("name resolution", self._resolve):
             return False
-        if not self.attempt("TCP reach", self._reach):
+        hint = "check the URL's host and port, HTTPS_PROXY/NO_PROXY, firewalls"
+        if not self.attempt("TCP reach", self._reach, hint):
             return False
         return self.attempt("TLS chain", self._tls)
 

@@ -11,6 +11,7 @@ import socket
 import typing
 import urllib.parse
 
+from . import logs
 from .errors import ConfigError, ConnectionLost
 
 PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
@@ -20,7 +21,15 @@ MAX_REPLY_BYTES = 16384
 
 
 class ProxyError(ConnectionLost):
-    """The proxy could not be reached or would not open the tunnel."""
+    """The proxy could not be reached or would not open the tunnel.
+
+    `status` is the proxy's HTTP status when it answered (407: it wants
+    credentials), else None.
+    """
+
+    def __init__(self, reason, status=None):
+        super().__init__(reason)
+        self.status = status
 
 
 class ProxyRoute(typing.NamedTuple):
@@ -110,6 +119,7 @@ def parse_proxy(value, variable):
     if parts.username is not None:
         user = urllib.parse.unquote(parts.username)
         password = urllib.parse.unquote(parts.password or "")
+        logs.add_secret(password)
         pair = (f"{user}:{password}").encode()
         authorization = "Basic " + base64.b64encode(pair).decode("ascii")
     try:
@@ -137,8 +147,13 @@ def tunnel(route, host, port):
         raise ProxyError(f"proxy {route.display} failed: {exc}") from exc
     if not 200 <= status < 300:
         sock.close()
+        hint = ""
+        if status == 407:
+            hint = "; give the credentials in the proxy URL: http://user:password@host:port"
         raise ProxyError(
-            f"proxy {route.display} refused CONNECT to {host}:{port}: {status} {reason}"
+            f"proxy {route.display} refused CONNECT to {host}:{port}: {status} "
+            f"{reason}{hint}",
+            status,
         )
     return sock
 
