@@ -13,6 +13,7 @@ import select
 import socket
 import ssl
 import struct
+import time
 import typing
 import urllib.parse
 
@@ -250,6 +251,9 @@ class Connection:
         self._ws = ws
         self.endpoint = endpoint
         self.send_timeout = SEND_TIMEOUT_SECONDS
+        # Wall-clock time of the last whole frame, for the status file
+        # (read by the status thread; one float store is atomic).
+        self.last_frame_at = None
 
     @classmethod
     def open(cls, endpoint, connection_id, token, context, environ, user_timeout):
@@ -313,6 +317,7 @@ class Connection:
         data = frame.data
         if isinstance(data, str):
             data = data.encode("utf-8")
+        self.last_frame_at = time.time()
         return Frame(opcode, data)
 
     def close(self, code=1000, reason=b"agent stopping"):
