@@ -156,7 +156,10 @@ def _add_tuning(parser):
     )
     parser.epilog = (
         f"Environment: {cfg.HEARTBEAT_VARIABLE} heartbeat interval (45s, 500ms, 2m, PT45S; default "
-        f"45s); {cfg.TRACE_VARIABLE}=TRACE for trace logging."
+        f"45s); {cfg.TRACE_VARIABLE}=TRACE for trace logging; HTTPS_PROXY or "
+        "https_proxy (else ALL_PROXY) an http:// proxy, NO_PROXY or no_proxy the "
+        "hosts reached directly; SSL_CERT_FILE, SSL_CERT_DIR the CA store; "
+        "XDG_STATE_HOME where the status files live (default ~/.local/state)."
     )
 
 
