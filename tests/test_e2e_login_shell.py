@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from tests.clirun import home_of
+from tests.agentproc import CONNECTION_ID
+from tests.clirun import home_of, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -18,9 +19,10 @@ def profile(tmp_path):
     home = home_of(tmp_path)
     tools = tmp_path / "site-tools"
     tools.mkdir()
-    tool = tools / "site-sbatch"
-    tool.write_text("#!/bin/sh\necho submitted\n")
-    tool.chmod(0o755)
+    for name in ("site-sbatch", "bsub"):
+        tool = tools / name
+        tool.write_text("#!/bin/sh\necho submitted\n")
+        tool.chmod(0o755)
     (home / ".bash_profile").write_text(
         f'export SITE_PROFILE=loaded\nexport PATH="{tools}:$PATH"\n'
     )
@@ -62,3 +64,17 @@ def test_login_shell_off_runs_sh_without_profile(platform, start_agent, profile)
     assert "profile=none" in output
     assert "missing" in output
     assert output.strip().endswith("sh")
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+@pytest.mark.parametrize("login", [True, False])
+def test_login_shell_check_finds_schedulers_on_the_login_path(
+    platform, tmp_path, work_dir, profile, login
+):
+    args = ["--check", CONNECTION_ID, "-w", str(work_dir)]
+    args += ["--login-shell"] if login else []
+    status, output = run_cli(platform, tmp_path, *args, env={"SHELL": BASH})
+    assert status == 0, output
+    line = next(x for x in output.splitlines() if " schedulers " in x)
+    found = line.split("found: ", 1)[1].split(";")[0]
+    assert ("bsub" in found) is login, line

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +50,7 @@ TCP_TIMEOUT_SECONDS = 10.0
 CLOSE_WAIT_SECONDS = 1.0
 SKEW_WARN_SECONDS = 60.0
 LOW_SPACE_BYTES = 1 << 30
+LOGIN_SHELL_SECONDS = 30.0
 OPCODE_CLOSE = 8
 
 
@@ -329,8 +331,11 @@ class Checker:
         return ok("shell", "commands run as: {} <command>".format(" ".join(argv)))
 
     def _schedulers(self):
-        path = self.environ.get("PATH")
-        found = [c for c in SCHEDULER_COMMANDS if shutil.which(c, path=path)]
+        if self.args.login_shell:
+            found = self._found_by_login_shell()
+        else:
+            path = self.environ.get("PATH")
+            found = [c for c in SCHEDULER_COMMANDS if shutil.which(c, path=path)]
         missing = [c for c in SCHEDULER_COMMANDS if c not in found]
         detail = "found: {}; not found: {}".format(
             ", ".join(found) or "none",
@@ -338,6 +343,30 @@ class Checker:
         )
         hint = "" if found else "under cron or systemd, try --login-shell"
         return Step("schedulers", "info", detail, hint, required=False)
+
+    def _found_by_login_shell(self):
+        """The scheduler commands on the PATH a login shell sets up."""
+        from .agent import shell_argv
+        from .executor import child_environment
+
+        names = " ".join(SCHEDULER_COMMANDS)
+        probe = f"for c in {names}; do command -v $c >/dev/null && echo $c; done"
+        argv = shell_argv(True, self.environ) + [probe]
+        try:
+            result = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=child_environment(self.environ, [self.token]),
+                timeout=LOGIN_SHELL_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("the login shell did not answer: %s", exc)
+            return []
+        lines = result.stdout.decode("utf-8", "replace").split()
+        return [c for c in SCHEDULER_COMMANDS if c in lines]
 
     def _local_agent(self):
         directory = cfg.state_dir(self.environ)

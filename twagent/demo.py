@@ -70,7 +70,7 @@ def _import_extra():
         from websockets.sync import server as websockets_server
     except ImportError as exc:
         raise ConfigError(
-            f"--demo needs the optional demo extra ({exc.name} is missing): "
+            f"--demo needs the optional demo extra ({exc.name or exc}): "
             "pip install 'twagent[demo]'"
         ) from exc
     return websockets_server, trustme
