@@ -1,5 +1,6 @@
 """End to end: `tw-agent --demo` runs a scripted session in one command."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_demo(tmp_path, *args, env_extra=None):
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8"}
     env.update(env_extra or {})
     result = subprocess.run(
         agent_command() + ["--demo", *args],
@@ -49,6 +50,8 @@ def bin_without_sbatch(tmp_path):
 
 
 def test_demo_without_sbatch_answers_every_command_exit_0(tmp_path, bin_without_sbatch):
+    if os.environ.get("TWAGENT_UNDER_TEST"):
+        pytest.skip("#4: a wrapper named by TWAGENT_UNDER_TEST needs the full PATH")
     status, output = run_demo(tmp_path, env_extra={"PATH": bin_without_sbatch})
     assert status == 0, output
     assert "agent connected and sent info" in output
@@ -60,13 +63,13 @@ def test_demo_without_sbatch_answers_every_command_exit_0(tmp_path, bin_without_
 
 
 def test_demo_uses_the_given_work_dir(tmp_path, work_dir):
-    status, output = run_demo(tmp_path, "-w", str(work_dir), env_extra={"PATH": "/bin"})
+    status, output = run_demo(tmp_path, "-w", str(work_dir))
     assert status == 0, output
     assert f"| {work_dir}" in output
 
 
 def test_demo_ignores_a_proxy_for_loopback(tmp_path):
-    proxy = {"PATH": "/bin", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    proxy = {"HTTPS_PROXY": "http://127.0.0.1:9"}
     status, output = run_demo(tmp_path, env_extra=proxy)
     assert status == 0, output
 
