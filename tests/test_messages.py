@@ -68,3 +68,8 @@ def test_messages_request_without_command_keeps_its_id():
     with pytest.raises(ProtocolError) as caught:
         messages.decode('{"@type":"command-request","id":"k","command":5}')
     assert caught.value.request_id == "k"
+
+
+def test_messages_deeply_nested_json_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="too deeply"):
+        messages.decode("[" * 100_000 + "]" * 100_000)

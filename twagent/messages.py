@@ -67,6 +67,8 @@ def decode(payload):
         body = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"frame is not JSON text: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("frame nests JSON too deeply to read") from exc
     if not isinstance(body, dict):
         raise ProtocolError("frame is JSON but not an object")
     kind = body.get("@type")
