@@ -209,9 +209,14 @@ class Session:
         """Send one JSON text frame."""
         self._connection.send(json.dumps(message))
 
-    def send_raw(self, frame: str | bytes) -> None:
-        """Send `frame` as given: str as a text frame, bytes as binary."""
-        self._connection.send(frame)
+    def send_raw(self, frame: str | bytes, text: bool | None = None) -> None:
+        """Send `frame` as given: str as a text frame, bytes as binary.
+
+        `text=True` sends bytes as a text frame without checking them, so a
+        test can send invalid UTF-8 where text is due; `text=False` sends a
+        str as a binary frame of its UTF-8.
+        """
+        self._connection.send(frame, text=text)
 
     def send_command(self, command: str, id: str | None = None) -> str:
         """Send a command-request and return its id (made up when None)."""
@@ -274,6 +279,26 @@ class Session:
                 f"no command-response for {id!r} on session {self.number} "
                 f"within {timeout}s; ids seen {sorted(self.responses)}, "
                 f"protocol errors {self.protocol_errors}"
+            ),
+        )
+
+    def wait_responses(
+        self, id: str, count: int, timeout: float = 30
+    ) -> list[Response]:
+        """Wait until command `id` has `count` responses on this session or
+        more; return them all."""
+
+        def found() -> list[Response] | None:
+            responses = self.responses.get(id, [])
+            return list(responses) if len(responses) >= count else None
+
+        return _wait_until(
+            self._changed,
+            found,
+            timeout,
+            lambda: (
+                f"{len(self.responses.get(id, []))} command-responses for {id!r} "
+                f"on session {self.number} within {timeout}s, expected {count}"
             ),
         )
 
@@ -363,11 +388,15 @@ class FakePlatform:
     # Starting and stopping (test thread).
 
     def start(self) -> Self:
-        """Listen on an ephemeral port of `host` and serve in a thread."""
+        """Listen on `host` and serve in a thread.
+
+        The first start takes an ephemeral port; a start after stop() listens
+        on the same port again, so an agent sees a platform restart.
+        """
         self._server = serve(
             self._run_session,
             self.host,
-            0,
+            self.port or 0,
             ssl=self._tls_context(),
             process_request=self._process_request,
             create_connection=self._create_connection,
@@ -406,6 +435,14 @@ class FakePlatform:
         self._server = None
         if lingering:
             raise AssertionError(f"fake platform threads still alive: {lingering}")
+
+    def restart(self) -> Self:
+        """Stop, then listen again on the same port: a platform restart.
+
+        Sessions, responses and requests recorded so far are kept.
+        """
+        self.stop()
+        return self.start()
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
