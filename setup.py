@@ -25,9 +25,12 @@ def git_commit():
 class BuildWithCommit(build_py):
     def run(self):
         super().run()
-        target = os.path.join(self.build_lib, "twagent", "version.py")
-        with open(target) as f:
+        # Read the source, not the build copy: build_py skips files that
+        # look up to date, so an old build/ would keep an old commit.
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "twagent", "version.py")) as f:
             text = f.read()
+        target = os.path.join(self.build_lib, "twagent", "version.py")
         text = text.replace('COMMIT = "unknown"', f'COMMIT = "{git_commit()}"')
         with open(target, "w") as f:
             f.write(text)
