@@ -65,8 +65,20 @@ def staleness(record, now=None, host=None):
     return None
 
 
+def agent_pid():
+    """The PID a user sees for this agent.
+
+    The onefile binary is a launcher whose child runs the agent; the
+    launcher, which passes signals on, is the process the user started.
+    """
+    launcher = os.environ.get("NUITKA_ONEFILE_PARENT", "")
+    if launcher.isdigit() and int(launcher) == os.getppid():
+        return int(launcher)
+    return os.getpid()
+
+
 def _pid_alive(pid):
-    if pid <= 0 or pid == os.getpid():
+    if pid <= 0 or pid in (os.getpid(), agent_pid()):
         return False
     try:
         os.kill(pid, 0)
@@ -116,7 +128,7 @@ class StatusFile:
         now = time.time()
         self._base = dict(fields)
         self._base.update(
-            pid=os.getpid(),
+            pid=agent_pid(),
             host=socket.gethostname(),
             connectionId=connection_id,
             nonce=self.nonce,
