@@ -107,3 +107,9 @@ def test_executor_output_reader_caps_and_counts(tmp_path):
     assert bytes(reader.data()) == b"abc"
     assert reader.total == 3
     os.close(read_fd)
+
+
+def test_executor_nul_in_command_is_exit_1_not_a_crash(runner):
+    response = run(runner, "echo a\x00b")
+    assert response.exit_status == 1
+    assert b"cannot start" in response.output

@@ -73,3 +73,9 @@ def test_messages_request_without_command_keeps_its_id():
 def test_messages_deeply_nested_json_is_a_protocol_error():
     with pytest.raises(ProtocolError, match="too deeply"):
         messages.decode("[" * 100_000 + "]" * 100_000)
+
+
+def test_messages_huge_bad_fields_are_cut_in_the_error():
+    with pytest.raises(ProtocolError) as caught:
+        messages.decode('{"@type": "' + "x" * 100_000 + '"}')
+    assert len(str(caught.value)) < 200

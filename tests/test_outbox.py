@@ -52,3 +52,13 @@ def test_outbox_many_wakeups_never_block():
         box.wake()
     box.clear_wakeups()
     box.close()
+
+
+def test_outbox_holds_tells_queued_ids():
+    box = Outbox()
+    box.put_response(CommandResponse("queued", b"", 0))
+    assert box.holds("queued")
+    assert not box.holds("other")
+    box.take_response()
+    assert not box.holds("queued")
+    box.close()

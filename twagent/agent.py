@@ -67,6 +67,7 @@ class Agent:
         self._stop_at = None
         self._cancel_until = None
         self._connection = None
+        self._session = None
         self._signals = collections.deque()
         self._state = ("connecting", time.time())
         self._sessions = 0
@@ -127,15 +128,15 @@ class Agent:
             self._sessions += 1
             self._set_state("connected")
             log.info("connected to %s", self.config.url)
-            session = Session(
+            self._session = Session(
                 self._connection, self.outbox, self, self.config.heartbeat_seconds
             )
             try:
-                session.run(self._info())
+                self._session.run(self._info())
                 log.info("session closed; agent stopped")
                 return 0
             except ConnectionLost as exc:
-                self._connection = None
+                self._connection = self._session = None
                 self._set_state("connecting")
                 self.policy.disconnected(time.monotonic())
                 self._pause(exc, in_session=True)
@@ -276,6 +277,15 @@ class Agent:
             log.info(
                 "command %s is already running; one response will follow", request.id
             )
+            return
+        if self.outbox.holds(request.id) or (
+            self._session is not None and self._session.awaits(request.id)
+        ):
+            # The platform asked again before it could have read the answer
+            # (still queued, or sent and not yet confirmed by a pong): that
+            # answer serves both asks, and a second copy would only travel
+            # on as a duplicate.
+            log.info("command %s already ran; its response is on its way", request.id)
             return
         log.info("command %s already ran; sending its response again", request.id)
         self.outbox.put_response(stored)

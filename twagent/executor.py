@@ -135,7 +135,8 @@ class Executor:
                 close_fds=True,
                 start_new_session=True,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            # ValueError: a NUL byte in the command line, which no exec takes.
             log.warning("command %s could not start: %s", request.id, exc)
             text = f"tw-agent: cannot start the command: {exc}\n"
             return CommandResponse(request.id, text.encode(), 1)

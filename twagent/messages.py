@@ -76,7 +76,7 @@ def decode(payload):
         return HeartbeatMessage()
     if kind == "command-request":
         return _command_request(body)
-    raise ProtocolError(f"unknown message type {kind!r}")
+    raise ProtocolError(f"unknown message type {_cut(repr(kind))}")
 
 
 def _command_request(body):
@@ -88,6 +88,11 @@ def _command_request(body):
         raise ProtocolError("command-request without a usable id")
     if not isinstance(command, str):
         raise ProtocolError(
-            f"command-request {request_id} has no command text", request_id
+            f"command-request {_cut(request_id)} has no command text", request_id
         )
     return CommandRequest(request_id, command)
+
+
+def _cut(text, limit=80):
+    """A value from the network, short enough for one log line."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"

@@ -66,6 +66,11 @@ class Outbox:
         with self._lock:
             return self._responses.popleft() if self._responses else None
 
+    def holds(self, request_id):
+        """True while a response to this id waits to be sent."""
+        with self._lock:
+            return any(r.id == request_id for r in self._responses)
+
     def pending(self):
         with self._lock:
             return len(self._responses)

@@ -153,6 +153,10 @@ class Session:
             return
         self._agent.on_request(message)
 
+    def awaits(self, request_id):
+        """True when a response to this id was sent but not yet confirmed."""
+        return any(r.id == request_id for _, r in self._unconfirmed)
+
     def _confirm(self, seq):
         big = False
         while self._unconfirmed and self._unconfirmed[0][0] <= seq:
