@@ -361,7 +361,7 @@ class FakePlatform:
         self._close_timeout = close_timeout
         self._changed = threading.Condition()
         self._scripted: dict[str, collections.deque[int]] = {}
-        self._rejections: collections.deque[tuple[int, str]] = collections.deque()
+        self._rejections: collections.deque[tuple[int, str, bool]] = collections.deque()
         self._ready: list[Session] = []
         self._taken = 0
         self._connections: list[ServerConnection] = []
@@ -467,10 +467,14 @@ class FakePlatform:
         with self._changed:
             self._scripted.setdefault(path, collections.deque()).extend(statuses)
 
-    def reject_next_with(self, code: int, count: int = 1, reason: str = "") -> None:
-        """Close the next `count` sessions with `code` right after info."""
+    def reject_next_with(
+        self, code: int, count: int = 1, reason: str = "", on_connect: bool = False
+    ) -> None:
+        """Close the next `count` sessions with `code` right after info, or
+        right after the upgrade with `on_connect` (a client that sends no
+        info, like `tw-agent --check`, sees the close too)."""
         with self._changed:
-            self._rejections.extend([(code, reason)] * count)
+            self._rejections.extend([(code, reason, on_connect)] * count)
 
     # Waiting (test thread).
 
@@ -521,11 +525,15 @@ class FakePlatform:
         with self._changed:
             number = len(self.sessions) + 1
             reject = self._rejections.popleft() if self._rejections else None
-            session = Session(self, connection, number, reject)
+            on_connect = bool(reject and reject[2])
+            reject = reject[:2] if reject else None
+            session = Session(self, connection, number, None if on_connect else reject)
             self.sessions.append(session)
             self._changed.notify_all()
         threading.current_thread().name = f"fakeplatform-session-{number}"
         log.debug("session %d connected", number)
+        if on_connect:
+            connection.close(*reject)
         session.run()
 
     def _session_ready(self, session: Session) -> None:

@@ -143,3 +143,14 @@ def test_check_missing_schedulers_are_never_fatal(platform, tmp_path, work_dir):
     outcome, detail = step_line(output, "schedulers")
     assert outcome == "info"
     assert detail.startswith("found: none;"), detail
+
+
+def test_check_4000_reports_an_agent_already_connected(platform, tmp_path, work_dir):
+    platform.reject_next_with(4000, on_connect=True)
+    status, output = run_cli(
+        platform, tmp_path, "--check", CONNECTION_ID, "-w", str(work_dir)
+    )
+    outcome, text = step_line(output, "WebSocket")
+    assert outcome == "info", output
+    assert "an agent is already connected" in text
+    assert status == 0, output
