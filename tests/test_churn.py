@@ -166,7 +166,7 @@ def test_churn_50_reconnects_each_request_once_and_answered(
 
 @pytest.mark.e2e
 @pytest.mark.timeout(60)
-def test_churn_answered_offline_and_requested_again_answered_once(
+def test_churn_answered_offline_and_requested_again_gets_whole_answers(
     platform, start_agent
 ):
     # Two commands finish while the platform is down. On the new session
@@ -194,12 +194,14 @@ def test_churn_answered_offline_and_requested_again_answered_once(
     barrier = second.send_command("true", id="barrier")
     second.wait_response(barrier, timeout=20)
     answers = {i: [r.output for r in second.responses.get(i, [])] for i in commands}
-    assert {i: len(outputs) for i, outputs in answers.items()} == {
-        "offline-big": 1,
-        "offline-small": 1,
-    }
-    assert answers["offline-big"] == [bytes(BIG_OUTPUT_BYTES)]
-    assert answers["offline-small"] == [b"small"]
+    # A re-sent request that crosses its answer may get it twice (the
+    # issue allows that), but every copy carries the whole output: never
+    # the history's "no longer held" note, which a platform keeping the
+    # last answer would take for the output.
+    assert 1 <= len(answers["offline-big"]) <= 2
+    assert 1 <= len(answers["offline-small"]) <= 2
+    assert set(answers["offline-big"]) == {bytes(BIG_OUTPUT_BYTES)}
+    assert set(answers["offline-small"]) == {b"small"}
     assert all(agent.count(rf"command {i} started") == 1 for i in commands)
 
 

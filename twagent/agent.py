@@ -273,18 +273,18 @@ class Agent:
 
     def _repeat(self, request):
         stored = self.history.lookup(request.id)
+        if self._session is not None:
+            # Sent but not yet confirmed: the full answer is still at hand,
+            # where the history may keep only a note for a big one.
+            stored = self._session.unconfirmed(request.id) or stored
         if stored is None:
             log.info(
                 "command %s is already running; one response will follow", request.id
             )
             return
-        if self.outbox.holds(request.id) or (
-            self._session is not None and self._session.awaits(request.id)
-        ):
-            # The platform asked again before it could have read the answer
-            # (still queued, or sent and not yet confirmed by a pong): that
-            # answer serves both asks, and a second copy would only travel
-            # on as a duplicate.
+        if self.outbox.holds(request.id):
+            # Its answer waits in the outbox (it finished while we were
+            # offline): that copy, sent after this ask, answers it.
             log.info("command %s already ran; its response is on its way", request.id)
             return
         log.info("command %s already ran; sending its response again", request.id)

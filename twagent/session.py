@@ -153,9 +153,9 @@ class Session:
             return
         self._agent.on_request(message)
 
-    def awaits(self, request_id):
-        """True when a response to this id was sent but not yet confirmed."""
-        return any(r.id == request_id for _, r in self._unconfirmed)
+    def unconfirmed(self, request_id):
+        """The response to this id if it was sent and is not yet confirmed."""
+        return next((r for _, r in self._unconfirmed if r.id == request_id), None)
 
     def _confirm(self, seq):
         big = False
