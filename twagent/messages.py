@@ -69,7 +69,7 @@ def decode(payload):
         raise ProtocolError(f"frame is not JSON text: {exc}") from exc
     except RecursionError as exc:
         raise ProtocolError("frame nests JSON too deeply to read") from exc
-    except Exception as exc:  # noqa: BLE001 - whatever the parser does
+    except Exception as exc:
         # Untrusted bytes: a parser that fails in its own way (PyPy 7.3's
         # json raises SystemError on some control characters) must not
         # end the session.
