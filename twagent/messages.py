@@ -65,15 +65,13 @@ def decode(payload):
         if isinstance(payload, bytes):
             payload = payload.decode("utf-8")
         body = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"frame is not JSON text: {exc}") from exc
     except RecursionError as exc:
         raise ProtocolError("frame nests JSON too deeply to read") from exc
     except Exception as exc:
-        # Untrusted bytes: a parser that fails in its own way (PyPy 7.3's
-        # json raises SystemError on some control characters) must not
-        # end the session.
-        raise ProtocolError(f"frame could not be parsed: {exc!r}") from exc
+        # Untrusted bytes: a parser that fails in its own way must not end
+        # the session (PyPy 7.3 raises SystemError on some control
+        # characters, even when its own error message is turned to text).
+        raise ProtocolError(f"frame is not JSON text: {_reason(exc)}") from exc
     if not isinstance(body, dict):
         raise ProtocolError("frame is JSON but not an object")
     kind = body.get("@type")
@@ -101,3 +99,11 @@ def _command_request(body):
 def _cut(text, limit=80):
     """A value from the network, short enough for one log line."""
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def _reason(exc):
+    """The exception's message, cut; its type name if even that fails."""
+    try:
+        return _cut(str(exc))
+    except Exception:  # noqa: BLE001 - any failure here has the same answer
+        return type(exc).__name__
