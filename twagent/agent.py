@@ -20,7 +20,13 @@ import time
 from . import api, logs
 from . import config as cfg
 from .audit import AuditLog
-from .connection import Connection, HandshakeRefused, TlsError, parse_endpoint
+from .connection import (
+    Connection,
+    HandshakeRefused,
+    TlsError,
+    parse_endpoint,
+    tls_context,
+)
 from .errors import ConfigError, ConnectionLost, DuplicateAgentError, ShutdownRequested
 from .executor import Executor, child_environment
 from .heartbeat import Heartbeat
@@ -144,8 +150,6 @@ class Agent:
     def _connect(self):
         """The start-up checks, then the WebSocket session."""
         if self._context is None:
-            from .connection import tls_context
-
             self._context = tls_context(self.config.ca_file, self._environ)
         config, endpoint = self.config, self._endpoint
         self._reread_token()
