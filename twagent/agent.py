@@ -28,7 +28,7 @@ from .connection import (
     tls_context,
 )
 from .errors import ConfigError, ConnectionLost, DuplicateAgentError, ShutdownRequested
-from .executor import Executor, child_environment
+from .executor import Executor, child_environment, clean_process_environment
 from .heartbeat import Heartbeat
 from .history import History
 from .messages import CommandResponse, InfoMessage
@@ -63,7 +63,7 @@ class Agent:
         self.heartbeat = Heartbeat(config.heartbeat_seconds, self.outbox)
         self.executor = Executor(
             config.work_dir,
-            child_environment(self._environ, [config.token]),
+            self._command_environment(environ, config.token),
             config.pool_size,
             config.command_timeout_seconds,
             shell_argv(config.login_shell, self._environ),
@@ -86,6 +86,14 @@ class Agent:
                 {"version": VERSION, "url": config.url, "workDir": config.work_dir},
             )
             self.status_writer = StatusWriter(self.status_file, self.status_snapshot)
+
+    def _command_environment(self, environ, token):
+        """None when commands inherit the process environment (cleaned
+        here first); otherwise the given environment, cleaned."""
+        if environ is None or environ is os.environ:
+            clean_process_environment([token])
+            return None
+        return child_environment(self._environ, [token])
 
     def run(self):
         """Serve until stopped; returns the process exit status."""

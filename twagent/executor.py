@@ -4,6 +4,12 @@
 a `twagent-exec` worker, which reads its output and hands the response to
 the callback (the outbox). `_lock` guards `_running` (request id -> child),
 which `cancel()` walks from the main thread.
+
+A spawn is most of a short command's cost, so the worker gives Popen as
+little to do as it can: the environment is inherited rather than passed
+(Popen re-encodes a passed one, two calls per variable, on every spawn),
+stdin is one /dev/null descriptor opened at start, and the output pipe is
+a bare pair of descriptors with no file object around it.
 """
 
 import concurrent.futures
@@ -56,12 +62,26 @@ def child_environment(environ, secrets):
     return clean
 
 
+def clean_process_environment(secrets):
+    """Drop from the agent's own environment what no command may see, so
+    that commands can inherit it (main thread, before any worker runs)."""
+    keep = child_environment(os.environ, secrets)
+    for name in [name for name in os.environ if name not in keep]:
+        del os.environ[name]
+
+
 class Executor:
+    """Runs commands; `environ` is their environment, or None for the
+    agent's own, which the caller has cleaned with `child_environment()`."""
+
     def __init__(self, work_dir, environ, pool_size, timeout_seconds, shell_argv):
         self._work_dir = work_dir
-        self._environ = _encoded(environ)
+        self._environ = None if environ is None else _encoded(environ)
         self._timeout = timeout_seconds
-        self._shell_argv = _resolved(shell_argv, environ)
+        self._shell_argv = _resolved(
+            shell_argv, os.environ if environ is None else environ
+        )
+        self._devnull = os.open(os.devnull, os.O_RDONLY)
         self._lock = threading.Lock()
         self._running = {}
         # Set once by cancel(); a worker whose child started just after
@@ -70,9 +90,6 @@ class Executor:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=pool_size, thread_name_prefix="twagent-exec"
         )
-
-    def set_environment(self, environ):
-        self._environ = _encoded(environ)
 
     def submit(self, request, on_done):
         """Run the request on a worker; `on_done(response)` gets the result."""
@@ -105,6 +122,9 @@ class Executor:
 
     def shutdown(self):
         self._pool.shutdown(wait=True)
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
 
     def _work(self, request, on_done):
         try:
@@ -125,16 +145,7 @@ class Executor:
         log.debug("command %s: %s", request.id, shorten(request.command))
         started = time.monotonic()
         try:
-            child = subprocess.Popen(
-                self._shell_argv + [request.command],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                cwd=self._work_dir,
-                env=self._environ,
-                close_fds=True,
-                start_new_session=True,
-            )
+            child, output_fd = self._spawn(request.command)
         except (OSError, ValueError) as exc:
             # ValueError: a NUL byte in the command line, which no exec takes.
             log.warning("command %s could not start: %s", request.id, exc)
@@ -142,7 +153,7 @@ class Executor:
             return CommandResponse(request.id, text.encode(), 1)
         with self._lock:
             self._running[request.id] = child
-        output = self._collect(child, started)
+        output = self._collect(child, output_fd, started)
         status = self._finish(child, output, request.id)
         data = output.data
         if output.timed_out:
@@ -151,6 +162,28 @@ class Executor:
         elapsed = time.monotonic() - started
         log.info("command %s finished: exit %d in %.3fs", request.id, status, elapsed)
         return CommandResponse(request.id, data, status)
+
+    def _spawn(self, command):
+        """The shell running `command`, and the read end of its output."""
+        read_fd, write_fd = os.pipe()
+        try:
+            child = subprocess.Popen(
+                self._shell_argv + [command],
+                stdin=self._devnull,
+                stdout=write_fd,
+                stderr=subprocess.STDOUT,
+                cwd=self._work_dir,
+                env=self._environ,
+                close_fds=True,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            # Only the child may hold the write end, or EOF never comes.
+            os.close(write_fd)
+        return child, read_fd
 
     def _finish(self, child, output, request_id):
         child.wait()
@@ -165,9 +198,9 @@ class Executor:
             return TIMEOUT_EXIT_STATUS
         return exit_status(child.returncode)
 
-    def _collect(self, child, started):
+    def _collect(self, child, output_fd, started):
         """Read the merged output until EOF, or a short drain after exit."""
-        reader = OutputReader(child.stdout.fileno())
+        reader = OutputReader(output_fd)
         deadline = started + self._timeout
         drain_until = None
         poll = FIRST_POLL_SECONDS
@@ -185,7 +218,7 @@ class Executor:
             limit = drain_until if drain_until is not None else deadline
             reader.read_for(min(poll, max(0.0, limit - now)))
             poll = min(poll * 2, LAST_POLL_SECONDS)
-        child.stdout.close()
+        os.close(output_fd)
         return Output(reader.data(), reader.total, timed_out)
 
     def _kill(self, child):
