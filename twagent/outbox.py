@@ -3,7 +3,9 @@
 Pool workers and the heartbeat thread put into the outbox from their own
 threads; only the main thread takes from it. Guarantees:
 - `put_response()` and `request_heartbeat()` are safe from any thread and
-  wake the main thread through a pipe (its read end is `fileno()`);
+  wake the main thread through a pipe (its read end is `fileno()`); a
+  response wakes it only when the deque was empty, because the main thread
+  looks at `pending()` before it sleeps and takes until the deque is empty;
 - `_lock` guards the deque and the flag; no one holds it while doing I/O;
 - the deque holds at most `max_responses`; when full, the oldest response is
   dropped with a WARNING naming its id.
@@ -34,6 +36,7 @@ class Outbox:
 
     def put_response(self, response):
         with self._lock:
+            first = not self._responses
             self._responses.append(response)
             dropped = self._drop_overflow()
         for old in dropped:
@@ -42,7 +45,8 @@ class Outbox:
                 self._max,
                 old.id,
             )
-        self.wake()
+        if first:
+            self.wake()
 
     def push_back(self, responses):
         """Put responses that may not have arrived back at the front."""
@@ -82,9 +86,10 @@ class Outbox:
             pass  # the pipe is full, so the main thread is woken already
 
     def clear_wakeups(self):
+        # One read: what a second one would find (a wake-up that came just
+        # now) only costs a spare turn of the loop.
         try:
-            while os.read(self._read_fd, 4096):
-                pass
+            os.read(self._read_fd, 65536)
         except BlockingIOError:
             pass
 
