@@ -11,16 +11,16 @@ from twagent import cli, executor, outbox, wire
 
 
 def fail_third_send():
-    original = wire.write_frame
+    original = wire.put_frame
     calls = []
 
-    def write_frame(sock, payload, mask_key=None):
+    def put_frame(sock, buffer, opcode, payload, mask_key=None):
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("injected send failure")
-        return original(sock, payload, mask_key)
+        return original(sock, buffer, opcode, payload, mask_key)
 
-    wire.write_frame = write_frame
+    wire.put_frame = put_frame
 
 
 def fail_first_tick():

@@ -254,6 +254,9 @@ class Connection:
         # Wall-clock time of the last whole frame, for the status file
         # (read by the status thread; one float store is atomic).
         self.last_frame_at = None
+        # The socket's timeout as last set: each settimeout() is a system
+        # call, and reads and writes would otherwise set it every time.
+        self._timeout = None
 
     @classmethod
     def open(cls, endpoint, connection_id, token, context, environ, user_timeout):
@@ -275,11 +278,15 @@ class Connection:
             raise translate(exc, endpoint) from exc
         return cls(ws, endpoint)
 
-    def _sock(self):
-        """The socket; ConnectionLost once the library has dropped it."""
+    def _sock(self, timeout=None):
+        """The socket, with `timeout` set when given; ConnectionLost once
+        the library has dropped it."""
         sock = self._ws.sock
         if sock is None:
             raise ConnectionLost(f"connection to {self.endpoint.netloc} is closed")
+        if timeout is not None and timeout != self._timeout:
+            sock.settimeout(timeout)
+            self._timeout = timeout
         return sock
 
     def fileno(self):
@@ -294,21 +301,22 @@ class Connection:
 
     def send_payload(self, payload):
         """Write one text frame; a failure part-way leaves the link dead."""
-        sock = self._sock()
+        self.send_frames([(wire.OPCODE_TEXT, payload)])
+
+    def send_frames(self, frames):
+        """Write (opcode, payload) frames in order, small ones together."""
         try:
-            sock.settimeout(self.send_timeout)
-            wire.write_frame(sock, payload)
+            wire.write_frames(self._sock(self.send_timeout), frames)
         except Exception as exc:
             raise translate(exc, self.endpoint) from exc
 
     def send_ping(self, payload):
-        self._call(self._ws.ping, payload, timeout=self.send_timeout)
+        self.send_frames([ping_frame(payload)])
 
     def recv_frame(self):
         """One frame, or None when only part of it has arrived so far."""
-        sock = self._sock()
         try:
-            sock.settimeout(FRAME_WAIT_SECONDS)
+            self._sock(FRAME_WAIT_SECONDS)
             opcode, frame = self._ws.recv_data_frame(True)
         except websocket.WebSocketTimeoutException:
             return None
@@ -323,7 +331,7 @@ class Connection:
     def close(self, code=1000, reason=b"agent stopping"):
         """Send a close frame and wait briefly for the reply."""
         try:
-            self._sock().settimeout(2.0)
+            self._sock(2.0)
             self._ws.close(status=code, reason=reason, timeout=2.0)
         except Exception as exc:  # noqa: BLE001 - best effort on the way out
             log.debug("close was not clean: %s", exc)
@@ -336,13 +344,10 @@ class Connection:
         except Exception as exc:  # noqa: BLE001 - best effort on the way out
             log.debug("shutdown failed: %s", exc)
 
-    def _call(self, func, arg, timeout):
-        sock = self._sock()
-        try:
-            sock.settimeout(timeout)
-            func(arg)
-        except Exception as exc:
-            raise translate(exc, self.endpoint) from exc
+
+def ping_frame(text):
+    """A ping frame for send_frames(); its pong echoes `text`."""
+    return wire.OPCODE_PING, wire.Payload.of(text.encode("ascii"))
 
 
 def close_code(frame):

@@ -14,7 +14,7 @@ import logging
 import time
 
 from . import memory, messages, wire
-from .connection import close_code, wait_readable
+from .connection import close_code, ping_frame, wait_readable
 from .errors import ConnectionLost, ProtocolError
 from .messages import HeartbeatMessage
 
@@ -74,41 +74,48 @@ class Session:
         return self._conn in ready
 
     def _flush(self):
+        """Send what the outbox holds, in one write while it is small."""
+        frames = []
         if self._outbox.take_heartbeat():
             log.debug("sending heartbeat")
-            self._send(messages.encode(HeartbeatMessage()))
+            heartbeat = messages.encode(HeartbeatMessage()).encode("ascii")
+            frames.append((wire.OPCODE_TEXT, wire.Payload.of(heartbeat)))
             self._heartbeat_marks.append(self._sent_seq)
-            self._conn.send_ping(str(self._sent_seq))
+            frames.append(ping_frame(str(self._sent_seq)))
         # A turn sends a few MiB at most, so that heartbeats and reading
         # keep their turn while a burst of big answers goes out.
         budget = FLUSH_BYTES_PER_TURN
-        sent = 0
+        sent, big = 0, False
         while budget > 0:
             response = self._outbox.take_response()
             if response is None:
                 break
-            self._send_response(response)
-            budget -= len(response.output) + 1
+            payload = self._response_frame(response)
+            frames.append((wire.OPCODE_TEXT, payload))
+            budget -= payload.length
             sent += 1
+            big = big or payload.length >= BIG_FRAME_BYTES
         if sent and not self._confirming:
             # One confirmation ping in flight at a time: its pong confirms
             # everything sent before it, and the next goes out then.
             self._confirming = True
-            self._conn.send_ping(str(self._sent_seq))
+            frames.append(ping_frame(str(self._sent_seq)))
+        if frames:
+            self._conn.send_frames(frames)
+        if big:
+            # The platform answers our pings only after it has read these
+            # frames, so its silence so far is no sign of a dead link. (A
+            # dead link fills the socket buffers soon and the send times out.)
+            self._last_received = max(self._last_received, time.monotonic())
 
-    def _send_response(self, response):
+    def _response_frame(self, response):
         self._sent_seq += 1
         self._unconfirmed.append((self._sent_seq, response))
         payload = wire.response_payload(
             response.id, response.output, response.exit_status
         )
         log.debug("sending command-response %s (%d bytes)", response.id, payload.length)
-        self._conn.send_payload(payload)
-        if payload.length >= BIG_FRAME_BYTES:
-            # The platform answers our pings only after it has read this
-            # frame, so its silence so far is no sign of a dead link. (A
-            # dead link fills the socket buffers soon and the send times out.)
-            self._last_received = max(self._last_received, time.monotonic())
+        return payload
 
     def _send(self, text):
         self._conn.send_text(text)
@@ -133,7 +140,9 @@ class Session:
         if frame.opcode == OPCODE_PONG:
             self._confirm(_seq_of(frame.data))
             self._confirming = False
-            if self._unconfirmed:
+            # With answers waiting in the outbox, the next flush (at once)
+            # sends the next ping in the same write as them.
+            if self._unconfirmed and not self._outbox.pending():
                 self._confirming = True
                 self._conn.send_ping(str(self._sent_seq))
             return

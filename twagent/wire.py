@@ -1,9 +1,11 @@
-"""Writing one masked WebSocket text frame from parts, piece by piece.
+"""Writing masked WebSocket frames from parts, piece by piece.
 
 A 10 MiB answer is 14 MiB of base64. Built whole, then masked and framed
 by the library, it would be copied four or five times; streamed here, the
-agent holds one piece of it at a time. Main thread only (it writes the
-socket).
+agent holds one piece of it at a time. Small frames going out together
+(a burst of answers and the ping that confirms them) share one write, so
+one TLS record and one system call carry them all. Main thread only (it
+writes the socket).
 """
 
 import base64
@@ -15,6 +17,7 @@ PIECE_BYTES = 3 * (1 << 18)  # a multiple of 3, so base64 pieces join cleanly
 MASK_BLOCK_BYTES = 4 * (1 << 18)
 SEND_BYTES = 1 << 20
 OPCODE_TEXT = 0x1
+OPCODE_PING = 0x9
 
 
 class Payload:
@@ -88,10 +91,26 @@ class Masker:
 
 def write_frame(sock, payload, mask_key=None):
     """Send `payload` as one text frame; raises what the socket raises."""
+    buffer = put_frame(sock, bytearray(), OPCODE_TEXT, payload, mask_key)
+    if buffer:
+        sock.sendall(buffer)
+
+
+def write_frames(sock, frames):
+    """Send (opcode, payload) frames in order, in as few writes as fit."""
+    buffer = bytearray()
+    for opcode, payload in frames:
+        buffer = put_frame(sock, buffer, opcode, payload)
+    if buffer:
+        sock.sendall(buffer)
+
+
+def put_frame(sock, buffer, opcode, payload, mask_key=None):
+    """Add one frame to `buffer`, writing the buffer out whenever it holds
+    SEND_BYTES; returns what is left to write."""
     mask_key = mask_key or os.urandom(4)
     masker = Masker(mask_key, payload.length)
-    # Small frames leave in one write (one TLS record); big ones in pieces.
-    buffer = bytearray(frame_header(payload.length, mask_key))
+    buffer += frame_header(payload.length, mask_key, opcode)
     sent = 0
     for piece in payload.pieces:
         sent += len(piece)
@@ -104,5 +123,4 @@ def write_frame(sock, payload, mask_key=None):
     if sent != payload.length:
         # The header promised another length: the frame cannot be finished.
         raise ValueError(f"frame payload was {sent} bytes, not {payload.length}")
-    if buffer:
-        sock.sendall(buffer)
+    return buffer
