@@ -67,9 +67,9 @@ def configure(trace, stream=None):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if trace else logging.INFO)
-    # No format here shows the caller, thread or process, and finding them
-    # costs every record a stack walk and lookups: with two INFO lines a
-    # command, a tenth of the agent's CPU under load. (The logging HOWTO's
+    # No format here shows the caller, thread or process; finding them
+    # costs every record a stack walk and lookups, about a quarter of a log
+    # line's cost, and each command logs two. (The logging HOWTO's
     # "Optimization" section names these switches.)
     logging._srcfile = None
     logging.logThreads = False
