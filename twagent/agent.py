@@ -280,8 +280,10 @@ class Agent:
         log.info("command %s started", request.id)
         if self.audit is not None:
             self.audit.started(request)
-        self.executor.submit(request, self._on_done)
         self._status_changed()
+        # Last, so that the main thread is soon back in select() and the
+        # worker that takes the command finds the GIL free.
+        self.executor.submit(request, self._on_done)
 
     def _repeat(self, request):
         stored = self.history.lookup(request.id)
@@ -305,10 +307,10 @@ class Agent:
     def _on_done(self, response):
         """On a pool worker: keep the response for repeats, then queue it."""
         self.history.finish(response)
+        self._status_changed()
         self.outbox.put_response(response)
         if self.audit is not None:
             self.audit.finished(response)
-        self._status_changed()
 
     def reject(self, request_id, reason):
         text = (f"tw-agent: bad command request: {reason}\n").encode()

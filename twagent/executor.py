@@ -127,6 +127,7 @@ class Executor:
             self._devnull = None
 
     def _work(self, request, on_done):
+        started = time.monotonic()
         try:
             response = self.run(request)
         except Exception as exc:
@@ -139,6 +140,14 @@ class Executor:
             on_done(response)
         except Exception:
             log.exception("could not queue the response to %s", request.id)
+        # Logged once the answer is queued, so the main thread sends it
+        # while this line is written.
+        log.info(
+            "command %s finished: exit %d in %.3fs",
+            request.id,
+            response.exit_status,
+            time.monotonic() - started,
+        )
 
     def run(self, request):
         """Run one command to its end; always returns its response."""
@@ -159,8 +168,6 @@ class Executor:
         if output.timed_out:
             note = "\ntw-agent: command timed out after %gs and was killed\n"
             data += (note % self._timeout).encode()
-        elapsed = time.monotonic() - started
-        log.info("command %s finished: exit %d in %.3fs", request.id, status, elapsed)
         return CommandResponse(request.id, data, status)
 
     def _spawn(self, command):
@@ -207,8 +214,6 @@ class Executor:
         timed_out = killed = False
         while not reader.eof:
             now = time.monotonic()
-            if drain_until is None and child.poll() is not None:
-                drain_until = now + DRAIN_SECONDS
             if drain_until is not None and now >= drain_until:
                 break
             if not killed and (now >= deadline or self._cancelled.is_set()):
@@ -218,6 +223,10 @@ class Executor:
             limit = drain_until if drain_until is not None else deadline
             reader.read_for(min(poll, max(0.0, limit - now)))
             poll = min(poll * 2, LAST_POLL_SECONDS)
+            # Looked at after a read, so that a command which closes its
+            # output as it exits costs no extra wait call.
+            if drain_until is None and not reader.eof and child.poll() is not None:
+                drain_until = time.monotonic() + DRAIN_SECONDS
         os.close(output_fd)
         return Output(reader.data(), reader.total, timed_out)
 
