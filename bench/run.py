@@ -1,13 +1,21 @@
 """Performance of the agent against the floor, the null agent and OpenSSH.
 
-    python bench/run.py [--requests 500] [--idle-seconds 60] [--no-ssh]
+    python bench/run.py [--rounds 5] [--requests 500] [--idle-seconds 60] [--no-ssh]
 
-All figures come from one run, so machine drift hits them alike; the last
-line gives the issue's goals as ratios against the floor of the same run.
+The load figures are taken in rounds. A round starts a null agent and a
+fresh agent side by side, then takes samples in turn: one spawn of the
+floor, one round trip through the null agent, one through the agent, and
+so on for --requests each; then 1000 spawns on 8 threads, 1000 requests in
+flight to each, three times over. Drift on the machine (it is shared and
+noisy) so hits all three alike. The table shows medians over the rounds,
+then each round's ratios; the last line gives the goals as the medians of
+those ratios. The big output, idle and start-up figures come from one
+more agent process after the rounds.
 """
 
 import argparse
 import os
+import queue
 import shlex
 import shutil
 import statistics
@@ -43,17 +51,18 @@ def spawn_true(cwd):
     proc.wait()
 
 
-def floor(count, cwd):
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        spawn_true(cwd)
-        times.append(time.perf_counter() - start)
+def timed_spawn(cwd):
+    start = time.perf_counter()
+    spawn_true(cwd)
+    return time.perf_counter() - start
+
+
+def timed_spawns(cwd, count):
+    """Seconds for `count` spawns spread over 8 threads."""
     with ThreadPoolExecutor(8) as pool:
         start = time.perf_counter()
-        list(pool.map(lambda _: spawn_true(cwd), range(4 * count)))
-        rate = 4 * count / (time.perf_counter() - start)
-    return percentiles(times), rate
+        list(pool.map(lambda _: spawn_true(cwd), range(count)))
+        return time.perf_counter() - start
 
 
 def percentiles(times):
@@ -73,13 +82,21 @@ def round_trips(session, command, count):
     return times
 
 
+def round_trip(session):
+    start = time.perf_counter()
+    session.request("true")
+    session.response()
+    return time.perf_counter() - start
+
+
 def in_flight(session, count):
+    """Seconds until `count` requests sent at once are all answered."""
     start = time.perf_counter()
     for _ in range(count):
         session.request("true")
     for _ in range(count):
         session.response()
-    return count / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def proc_status(pid, key):
@@ -112,7 +129,8 @@ class Run:
     """One agent (or null agent) process against a fresh stand-in."""
 
     def __init__(self, command, workdir, script, extra_env=None):
-        self.standin = StandIn(workdir, script)
+        # Its own folder for the CA file: two runs may be up at once.
+        self.standin = StandIn(tempfile.mkdtemp(dir=workdir), script)
         env = dict(
             os.environ, TOWER_ACCESS_TOKEN=TOKEN, SSL_CERT_FILE=self.standin.ca_file
         )
@@ -157,23 +175,93 @@ def null_command(s):
     ]
 
 
-def measure_transport(command, workdir, count):
-    def script(session):
-        round_trips(session, "true", 20)
-        times = round_trips(session, "true", count)
-        return percentiles(times), in_flight(session, 1000)
+class Driven:
+    """A connected process whose session runs the bench's jobs, one by one.
 
-    return Run(command, workdir, script).finish()
+    `call(job)` runs `job(session)` in the stand-in's connection thread and
+    returns its result, so samples of several processes can be interleaved.
+    """
+
+    def __init__(self, command, workdir):
+        self._jobs = queue.Queue()
+        self._results = queue.Queue()
+        self._run = Run(command, workdir, self._serve)
+
+    def _serve(self, session):
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                self._results.put((True, job(session)))
+            except Exception as exc:  # noqa: BLE001 - handed to call()
+                self._results.put((False, exc))
+                return
+
+    def call(self, job, timeout=600):
+        self._jobs.put(job)
+        ok, value = self._results.get(timeout=timeout)
+        if not ok:
+            raise value
+        return value
+
+    def finish(self):
+        self._jobs.put(None)
+        self._run.finish()
 
 
-def measure_agent(command, workdir, count, idle_seconds):
+def measure_round(agent, workdir, count, batches=3):
+    """One round of the floor, the null agent and the agent, interleaved:
+    a sample of each in turn, so that drift on the machine hits all three
+    alike."""
+    null, tested = Driven(null_command, workdir), Driven(agent, workdir)
+    for driven in (null, tested):
+        driven.call(lambda session: round_trips(session, "true", 20))
+    floor_t, null_t, agent_t = [], [], []
+    for _ in range(count):
+        floor_t.append(timed_spawn(workdir))
+        null_t.append(null.call(round_trip))
+        agent_t.append(tested.call(round_trip))
+    floor_s = null_s = agent_s = 0.0
+    for _ in range(batches):
+        floor_s += timed_spawns(workdir, 1000)
+        null_s += null.call(lambda session: in_flight(session, 1000))
+        agent_s += tested.call(lambda session: in_flight(session, 1000))
+    null.finish()
+    tested.finish()
+    return round_figures(
+        percentiles(floor_t),
+        percentiles(null_t),
+        percentiles(agent_t),
+        [1000 * batches / seconds for seconds in (floor_s, null_s, agent_s)],
+    )
+
+
+def round_figures(floor_p, null_p, agent_p, rates):
+    own = agent_p[0] - null_p[0]
+    return {
+        "floor_p50": floor_p[0],
+        "floor_p99": floor_p[1],
+        "floor_rate": rates[0],
+        "null_p50": null_p[0],
+        "null_p99": null_p[1],
+        "null_rate": rates[1],
+        "agent_p50": agent_p[0],
+        "agent_p99": agent_p[1],
+        "agent_rate": rates[2],
+        "own": own,
+        "own_ratio": own / floor_p[0],
+        "rate_ratio": rates[2] / rates[0],
+    }
+
+
+def measure_agent(command, workdir, idle_seconds):
+    """The big output, peak and idle figures of one agent process."""
     box = {}
 
     def script(session):
         box["info_at"] = time.perf_counter()
         round_trips(session, "true", 20)
-        box["rtt"] = percentiles(round_trips(session, "true", count))
-        box["rate"] = in_flight(session, 1000)
         big = round_trips(session, f"head -c {BIG_BYTES} /dev/zero", 5)
         box["big"] = statistics.median(big)
         pid = run.proc.pid
@@ -297,6 +385,7 @@ def timed(func, count):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--no-ssh", action="store_true")
@@ -304,33 +393,35 @@ def main():
     workdir = tempfile.mkdtemp(prefix="twagent-bench-")
     agent = agent_command(workdir)
 
-    (floor_p50, floor_p99), floor_rate = floor(args.requests, workdir)
-    (null_p50, null_p99), null_rate = measure_transport(
-        null_command, workdir, args.requests
-    )
-    a = measure_agent(agent, workdir, args.requests, args.idle_seconds)
+    rounds = [measure_round(agent, workdir, args.requests) for _ in range(args.rounds)]
+    a = measure_agent(agent, workdir, args.idle_seconds)
     start = start_times(agent, workdir)
     ssh = None if args.no_ssh else ssh_figures(workdir)
-    agent_p50, agent_p99 = a["rtt"]
-    own = agent_p50 - null_p50
+    print_table(args, rounds, a, start, ssh)
+    shutil.rmtree(workdir, ignore_errors=True)
 
+
+def median_of(rounds, key):
+    return statistics.median(r[key] for r in rounds)
+
+
+def print_table(args, rounds, a, start, ssh):
+    m = {key: median_of(rounds, key) for key in rounds[0]}
+    ms = {key: f"{value * 1e3:.2f}" for key, value in m.items()}
     rows = [
         (
             "floor: spawn sh -c true, p50 / p99",
-            f"{floor_p50 * 1e3:.2f} / {floor_p99 * 1e3:.2f} ms",
+            f"{ms['floor_p50']} / {ms['floor_p99']} ms",
         ),
-        ("floor: 8 threads, spawns per second", f"{floor_rate:.0f}/s"),
-        (
-            "null agent: round trip p50 / p99",
-            f"{null_p50 * 1e3:.2f} / {null_p99 * 1e3:.2f} ms",
-        ),
-        ("null agent: 1000 in flight", f"{null_rate:.0f}/s"),
+        ("floor: 8 threads, spawns per second", f"{m['floor_rate']:.0f}/s"),
+        ("null agent: round trip p50 / p99", f"{ms['null_p50']} / {ms['null_p99']} ms"),
+        ("null agent: 1000 in flight", f"{m['null_rate']:.0f}/s"),
         (
             "agent: round trip of true, p50 / p99",
-            f"{agent_p50 * 1e3:.2f} / {agent_p99 * 1e3:.2f} ms",
+            f"{ms['agent_p50']} / {ms['agent_p99']} ms",
         ),
-        ("agent: own cost per command (p50 - null p50)", f"{own * 1e3:.2f} ms"),
-        ("agent: 1000 in flight", f"{a['rate']:.0f}/s"),
+        ("agent: own cost per command (p50 - null p50)", f"{ms['own']} ms"),
+        ("agent: 1000 in flight", f"{m['agent_rate']:.0f}/s"),
         ("agent: 10 MB output round trip (median of 5)", f"{a['big'] * 1e3:.0f} ms"),
         ("agent: peak RSS", f"{a['peak_kib'] / 1024:.1f} MiB"),
         (
@@ -351,23 +442,30 @@ def main():
         ]
     width = max(len(r[0]) for r in rows)
     print(
-        f"twagent bench, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, python {sys.version.split()[0]}"
+        f"twagent bench, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+        f"python {sys.version.split()[0]}, load figures: medians of {len(rounds)} rounds"
     )
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+    for i, r in enumerate(rounds, 1):
+        print(
+            f"round {i}: own cost/floor p50 {r['own_ratio']:.2f} "
+            f"({r['own'] * 1e3:.2f} / {r['floor_p50'] * 1e3:.2f} ms); "
+            f"throughput/floor 8-thread {r['rate_ratio']:.2f} "
+            f"({r['agent_rate']:.0f} / {r['floor_rate']:.0f} per s)"
+        )
     print(
-        f"ratios: own cost/floor p50 {own / floor_p50:.2f} (goal <= 1.25); "
-        f"throughput/floor 8-thread {a['rate'] / floor_rate:.2f} (goal >= 0.9); "
+        f"ratios: own cost/floor p50 {m['own_ratio']:.2f} (goal <= 1.25); "
+        f"throughput/floor 8-thread {m['rate_ratio']:.2f} (goal >= 0.9); "
         f"10MB {a['big']:.3f}s (<= 0.25); peak {a['peak_kib'] / 1024:.0f} MiB (<= 80); "
         f"idle {a['idle_cpu']:.3f}% CPU (<= 0.05), {a['idle_rss_kib'] / 1024:.0f} MiB (<= 30); "
         f"start {start:.3f}s (<= 0.3)"
         + (
-            f"; agent p50/ssh fresh {agent_p50 / ssh[0]:.2f}, /ssh mux {agent_p50 / ssh[1]:.2f}"
+            f"; agent p50/ssh fresh {m['agent_p50'] / ssh[0]:.3f}, /ssh mux {m['agent_p50'] / ssh[1]:.3f}"
             if ssh
             else ""
         )
     )
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
