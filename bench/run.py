@@ -209,6 +209,19 @@ class Driven:
         self._jobs.put(None)
         self._run.finish()
 
+    def cpu(self):
+        """CPU seconds of the process and the children it has waited for."""
+        with open(f"/proc/{self._run.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = sum(int(field) for field in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def bench_cpu():
+    """CPU seconds of this process (the stand-ins) and its waited children."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
 
 def measure_round(agent, workdir, count, batches=3):
     """One round of the floor, the null agent and the agent, interleaved:
@@ -222,19 +235,30 @@ def measure_round(agent, workdir, count, batches=3):
         floor_t.append(timed_spawn(workdir))
         null_t.append(null.call(round_trip))
         agent_t.append(tested.call(round_trip))
-    floor_s = null_s = agent_s = 0.0
+    seconds, cpu = [0.0] * 3, [0.0] * 5
     for _ in range(batches):
-        floor_s += timed_spawns(workdir, 1000)
-        null_s += null.call(lambda session: in_flight(session, 1000))
-        agent_s += tested.call(lambda session: in_flight(session, 1000))
+        before = (bench_cpu(), null.cpu(), tested.cpu())
+        seconds[0] += timed_spawns(workdir, 1000)
+        cpu[0] += bench_cpu() - before[0]
+        before = (bench_cpu(), null.cpu(), tested.cpu())
+        seconds[1] += null.call(lambda session: in_flight(session, 1000))
+        cpu[1] += null.cpu() - before[1]
+        cpu[2] += bench_cpu() - before[0]
+        before = (bench_cpu(), null.cpu(), tested.cpu())
+        seconds[2] += tested.call(lambda session: in_flight(session, 1000))
+        cpu[3] += tested.cpu() - before[2]
+        cpu[4] += bench_cpu() - before[0]
     null.finish()
     tested.finish()
-    return round_figures(
+    figures = round_figures(
         percentiles(floor_t),
         percentiles(null_t),
         percentiles(agent_t),
-        [1000 * batches / seconds for seconds in (floor_s, null_s, agent_s)],
+        [1000 * batches / s for s in seconds],
     )
+    names = ("floor_cpu", "null_cpu", "null_standin_cpu", "agent_cpu", "standin_cpu")
+    figures.update((name, c / (1000 * batches)) for name, c in zip(names, cpu))
+    return figures
 
 
 def round_figures(floor_p, null_p, agent_p, rates):
@@ -422,6 +446,18 @@ def print_table(args, rounds, a, start, ssh):
         ),
         ("agent: own cost per command (p50 - null p50)", f"{ms['own']} ms"),
         ("agent: 1000 in flight", f"{m['agent_rate']:.0f}/s"),
+        (
+            "CPU per command in flight: floor (parent + sh)",
+            f"{m['floor_cpu'] * 1e6:.0f} us",
+        ),
+        (
+            "  null agent / its stand-in",
+            f"{m['null_cpu'] * 1e6:.0f} / {m['null_standin_cpu'] * 1e6:.0f} us",
+        ),
+        (
+            "  agent (with its sh children) / its stand-in",
+            f"{m['agent_cpu'] * 1e6:.0f} / {m['standin_cpu'] * 1e6:.0f} us",
+        ),
         ("agent: 10 MB output round trip (median of 5)", f"{a['big'] * 1e3:.0f} ms"),
         ("agent: peak RSS", f"{a['peak_kib'] / 1024:.1f} MiB"),
         (

@@ -262,7 +262,11 @@ class StatusWriter:
 
     def changed(self):
         """Ask for a rewrite now; safe from any thread."""
-        self._wake.set()
+        # Under load nearly every call finds the flag up already; set()
+        # would still take the event's lock and notify. A flag seen up just
+        # before run() clears it is no loss: the snapshot is taken after.
+        if not self._wake.is_set():
+            self._wake.set()
 
     def write_now(self):
         """Rewrite the file on the calling thread."""
