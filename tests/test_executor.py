@@ -113,3 +113,31 @@ def test_executor_nul_in_command_is_exit_1_not_a_crash(runner):
     response = run(runner, "echo a\x00b")
     assert response.exit_status == 1
     assert b"cannot start" in response.output
+
+
+def test_executor_inherits_the_cleaned_process_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOWER_ACCESS_TOKEN", "s3cret-token")
+    monkeypatch.setenv("COPY_OF_TOKEN", "x-s3cret-token-x")
+    monkeypatch.setenv("HARMLESS", "1")
+    executor.clean_process_environment(["s3cret-token"])
+    assert "TOWER_ACCESS_TOKEN" not in os.environ
+    assert "COPY_OF_TOKEN" not in os.environ
+    pool = Executor(str(tmp_path), None, 1, 30.0, ["sh", "-c"])
+    try:
+        output = bytes(run(pool, "env").output)
+    finally:
+        pool.shutdown()
+    assert b"HARMLESS=1\n" in output
+    assert b"s3cret-token" not in output
+
+
+def test_executor_keeps_no_descriptor_per_command(tmp_path):
+    pool = Executor(str(tmp_path), None, 1, 30.0, ["sh", "-c"])
+    try:
+        run(pool, "true")
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(20):
+            assert bytes(run(pool, "cat; echo ok").output) == b"ok\n"
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        pool.shutdown()

@@ -1,3 +1,4 @@
+import os
 import select
 import threading
 
@@ -61,4 +62,35 @@ def test_outbox_holds_tells_queued_ids():
     assert not box.holds("other")
     box.take_response()
     assert not box.holds("queued")
+    box.close()
+
+
+def test_outbox_wakes_only_when_first_response_arrives():
+    box = Outbox()
+    for name in "abc":
+        box.put_response(CommandResponse(name, b"", 0))
+    # One wake-up byte for the three: the main thread takes until empty.
+    assert os.read(box.fileno(), 100) == b"w"
+    while box.take_response() is not None:
+        pass
+    box.put_response(CommandResponse("d", b"", 0))
+    assert os.read(box.fileno(), 100) == b"w"
+    box.close()
+
+
+def test_outbox_response_put_while_main_thread_sleeps_wakes_it():
+    # The main thread's turn: take until empty, look at pending(), sleep in
+    # select(). A put that comes after pending() must end the sleep.
+    box = Outbox()
+    box.put_response(CommandResponse("a", b"", 0))
+    box.clear_wakeups()
+    assert box.take_response().id == "a"
+    assert box.pending() == 0
+    worker = threading.Thread(
+        target=box.put_response, args=(CommandResponse("b", b"", 0),)
+    )
+    worker.start()
+    ready, _, _ = select.select([box], [], [], 5)
+    worker.join()
+    assert ready == [box]
     box.close()

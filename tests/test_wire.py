@@ -78,3 +78,49 @@ def test_wire_id_is_json_escaped():
 def test_wire_wrong_length_raises():
     with pytest.raises(ValueError, match="not 5"):
         wire.write_frame(Recorder(), wire.Payload(5, [b"abc"]))
+
+
+def split_frames(data):
+    """(opcode, unmasked payload) of each masked frame in `data`."""
+    frames = []
+    while data:
+        opcode, length, offset = data[0] & 0x0F, data[1] & 0x7F, 2
+        if length == 126:
+            (length,) = struct.unpack("!H", data[2:4])
+            offset = 4
+        elif length == 127:
+            (length,) = struct.unpack("!Q", data[2:10])
+            offset = 10
+        key = data[offset : offset + 4]
+        body = data[offset + 4 : offset + 4 + length]
+        frames.append((opcode, bytes(b ^ key[i % 4] for i, b in enumerate(body))))
+        data = data[offset + 4 + length :]
+    return frames
+
+
+def test_wire_small_frames_share_one_write():
+    sock = Recorder()
+    answers = [wire.response_payload(f"id-{n}", b"out", n) for n in range(3)]
+    ping = (wire.OPCODE_PING, wire.Payload.of(b"3"))
+    wire.write_frames(sock, [(wire.OPCODE_TEXT, a) for a in answers] + [ping])
+    assert len(sock.writes) == 1
+    frames = split_frames(sock.writes[0])
+    assert [opcode for opcode, _ in frames] == [1, 1, 1, 9]
+    assert [json.loads(body)["exitStatus"] for _, body in frames[:3]] == [0, 1, 2]
+    assert frames[3][1] == b"3"
+
+
+def test_wire_big_frame_among_small_ones_keeps_order_and_bytes():
+    sock = Recorder()
+    output = os.urandom(3 * 1024 * 1024)
+    frames = [
+        (wire.OPCODE_TEXT, wire.response_payload("before", b"a", 0)),
+        (wire.OPCODE_TEXT, wire.response_payload("big", output, 0)),
+        (wire.OPCODE_PING, wire.Payload.of(b"7")),
+    ]
+    wire.write_frames(sock, frames)
+    assert max(len(w) for w in sock.writes) < 2 * wire.SEND_BYTES
+    parsed = split_frames(b"".join(sock.writes))
+    assert [json.loads(body)["id"] for _, body in parsed[:2]] == ["before", "big"]
+    assert base64.b64decode(json.loads(parsed[1][1])["result"]) == output
+    assert parsed[2] == (9, b"7")
