@@ -16,21 +16,30 @@ class Recorder:
         self.writes.append(bytes(data))
 
 
+def split_frames(data):
+    """(opcode, unmasked payload) of each masked frame in `data`."""
+    frames = []
+    while data:
+        assert data[0] & 0x80 and data[1] & 0x80  # final, masked
+        opcode, length, offset = data[0] & 0x0F, data[1] & 0x7F, 2
+        if length == 126:
+            (length,) = struct.unpack("!H", data[2:4])
+            offset = 4
+        elif length == 127:
+            (length,) = struct.unpack("!Q", data[2:10])
+            offset = 10
+        key = data[offset : offset + 4]
+        body = data[offset + 4 : offset + 4 + length]
+        frames.append((opcode, bytes(b ^ key[i % 4] for i, b in enumerate(body))))
+        data = data[offset + 4 + length :]
+    return frames
+
+
 def parse_frame(data):
-    first, second = data[0], data[1]
-    assert first == 0x81
-    assert second & 0x80
-    length, offset = second & 0x7F, 2
-    if length == 126:
-        (length,) = struct.unpack("!H", data[2:4])
-        offset = 4
-    elif length == 127:
-        (length,) = struct.unpack("!Q", data[2:10])
-        offset = 10
-    key = data[offset : offset + 4]
-    payload = data[offset + 4 :]
-    assert len(payload) == length
-    return bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    """The unmasked payload of the one text frame in `data`."""
+    ((opcode, payload),) = split_frames(data)
+    assert opcode == 1
+    return payload
 
 
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 125, 126, 65535, 65536, 70001])
@@ -78,24 +87,6 @@ def test_wire_id_is_json_escaped():
 def test_wire_wrong_length_raises():
     with pytest.raises(ValueError, match="not 5"):
         wire.write_frame(Recorder(), wire.Payload(5, [b"abc"]))
-
-
-def split_frames(data):
-    """(opcode, unmasked payload) of each masked frame in `data`."""
-    frames = []
-    while data:
-        opcode, length, offset = data[0] & 0x0F, data[1] & 0x7F, 2
-        if length == 126:
-            (length,) = struct.unpack("!H", data[2:4])
-            offset = 4
-        elif length == 127:
-            (length,) = struct.unpack("!Q", data[2:10])
-            offset = 10
-        key = data[offset : offset + 4]
-        body = data[offset + 4 : offset + 4 + length]
-        frames.append((opcode, bytes(b ^ key[i % 4] for i, b in enumerate(body))))
-        data = data[offset + 4 + length :]
-    return frames
 
 
 def test_wire_small_frames_share_one_write():
