@@ -188,3 +188,22 @@ def test_resilience_failing_worker_answers_and_pool_goes_on(platform, run_faulty
     assert b"internal error" in broken.output
     assert session.wait_response(session.send_command("echo fine")).output == b"fine\n"
     assert agent.log.count("Traceback") == 1
+
+
+def test_resilience_stop_offline_exits_when_last_command_ends(platform, start_agent):
+    # Answers that finish offline pile up in the outbox, and only the first
+    # into an empty outbox wakes the main thread: the end of the last
+    # command must wake it all the same, well before the grace or the
+    # next heartbeat (both far off here).
+    agent = start_agent("--stop-grace", "60", heartbeat="60s")
+    session = platform.wait_session(timeout=20)
+    first = session.send_command("sleep 1; echo one")
+    last = session.send_command("sleep 3; echo two")
+    agent.wait_for(f"command {last} started")
+    platform.stop()
+    agent.wait_for("reconnecting")
+    agent.signal(signal.SIGTERM)
+    agent.wait_for(f"command {first} finished")
+    assert agent.wait(15) == 0
+    assert agent.count(f"command {last} finished") == 1
+    assert "stopped while not connected" in agent.log

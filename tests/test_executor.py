@@ -1,5 +1,6 @@
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -138,6 +139,43 @@ def test_executor_keeps_no_descriptor_per_command(tmp_path):
         before = len(os.listdir("/proc/self/fd"))
         for _ in range(20):
             assert bytes(run(pool, "cat; echo ok").output) == b"ok\n"
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        pool.shutdown()
+
+
+def test_executor_command_is_active_until_its_answer_is_queued(tmp_path):
+    seen, done = [], threading.Event()
+
+    def after_command(idle):
+        seen.append(("after", pool.active(), idle))
+        done.set()
+
+    def on_done(response):
+        seen.append((response.id, pool.active()))
+
+    pool = Executor(str(tmp_path), None, 1, 30.0, ["sh", "-c"], after_command)
+    try:
+        pool.submit(CommandRequest("r1", "true"), on_done)
+        assert done.wait(10)
+        assert seen == [("r1", 1), ("after", 0, True)]
+    finally:
+        pool.shutdown()
+
+
+def test_executor_output_pipe_closed_when_reading_fails(tmp_path, monkeypatch):
+    pool = Executor(str(tmp_path), None, 1, 30.0, ["sh", "-c"])
+
+    def broken(self, seconds):
+        raise ValueError("injected read failure")
+
+    try:
+        run(pool, "true")
+        before = len(os.listdir("/proc/self/fd"))
+        monkeypatch.setattr(executor.OutputReader, "read_for", broken)
+        for _ in range(3):
+            with pytest.raises(ValueError):
+                run(pool, "true")
         assert len(os.listdir("/proc/self/fd")) == before
     finally:
         pool.shutdown()

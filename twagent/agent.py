@@ -67,6 +67,7 @@ class Agent:
             config.pool_size,
             config.command_timeout_seconds,
             shell_argv(config.login_shell, self._environ),
+            after_command=self._after_command,
         )
         self._token = config.token
         self.audit = AuditLog(config.audit_log) if config.audit_log else None
@@ -280,10 +281,10 @@ class Agent:
         log.info("command %s started", request.id)
         if self.audit is not None:
             self.audit.started(request)
-        self._status_changed()
-        # Last, so that the main thread is soon back in select() and the
-        # worker that takes the command finds the GIL free.
         self.executor.submit(request, self._on_done)
+        # After submit(), which adds the id to the running list: a snapshot
+        # taken in between would miss it, and no later change would come.
+        self._status_changed()
 
     def _repeat(self, request):
         stored = self.history.lookup(request.id)
@@ -307,10 +308,17 @@ class Agent:
     def _on_done(self, response):
         """On a pool worker: keep the response for repeats, then queue it."""
         self.history.finish(response)
-        self._status_changed()
         self.outbox.put_response(response)
         if self.audit is not None:
             self.audit.finished(response)
+
+    def _after_command(self, idle):
+        """On a pool worker, once a command has left the running list."""
+        self._status_changed()
+        if idle and self._stop_at is not None:
+            # A stopping agent waits for the last command, and an answer
+            # into a non-empty outbox wakes no one.
+            self.outbox.wake()
 
     def reject(self, request_id, reason):
         text = (f"tw-agent: bad command request: {reason}\n").encode()

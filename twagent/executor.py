@@ -72,10 +72,22 @@ def clean_process_environment(secrets):
 
 class Executor:
     """Runs commands; `environ` is their environment, or None for the
-    agent's own, which the caller has cleaned with `child_environment()`."""
+    agent's own, which the caller has cleaned with
+    `clean_process_environment()`. `after_command(idle)`, if given, is
+    called on the worker once a command's answer is handed on and it has
+    left the running list; `idle` is True when no command is left."""
 
-    def __init__(self, work_dir, environ, pool_size, timeout_seconds, shell_argv):
+    def __init__(
+        self,
+        work_dir,
+        environ,
+        pool_size,
+        timeout_seconds,
+        shell_argv,
+        after_command=None,
+    ):
         self._work_dir = work_dir
+        self._after_command = after_command
         self._environ = None if environ is None else _encoded(environ)
         self._timeout = timeout_seconds
         self._shell_argv = _resolved(
@@ -134,12 +146,18 @@ class Executor:
             log.exception("command %s failed inside the agent", request.id)
             text = f"tw-agent: internal error running the command: {exc}\n"
             response = CommandResponse(request.id, text.encode(), 1)
-        with self._lock:
-            self._running.pop(request.id, None)
+        # Handed on before it leaves `_running`: a command counts as active
+        # until its answer is queued, so a stopping agent never sees "no
+        # command running, nothing to send" while an answer is on its way.
         try:
             on_done(response)
         except Exception:
             log.exception("could not queue the response to %s", request.id)
+        with self._lock:
+            self._running.pop(request.id, None)
+            idle = not self._running
+        if self._after_command is not None:
+            self._after_command(idle)
         # Logged once the answer is queued, so the main thread sends it
         # while this line is written.
         log.info(
@@ -162,7 +180,10 @@ class Executor:
             return CommandResponse(request.id, text.encode(), 1)
         with self._lock:
             self._running[request.id] = child
-        output = self._collect(child, output_fd, started)
+        try:
+            output = self._collect(child, output_fd, started)
+        finally:
+            os.close(output_fd)
         status = self._finish(child, output, request.id)
         data = output.data
         if output.timed_out:
@@ -227,7 +248,6 @@ class Executor:
             # output as it exits costs no extra wait call.
             if drain_until is None and not reader.eof and child.poll() is not None:
                 drain_until = time.monotonic() + DRAIN_SECONDS
-        os.close(output_fd)
         return Output(reader.data(), reader.total, timed_out)
 
     def _kill(self, child):

@@ -4,8 +4,10 @@ Pool workers and the heartbeat thread put into the outbox from their own
 threads; only the main thread takes from it. Guarantees:
 - `put_response()` and `request_heartbeat()` are safe from any thread and
   wake the main thread through a pipe (its read end is `fileno()`); a
-  response wakes it only when the deque was empty, because the main thread
-  looks at `pending()` before it sleeps and takes until the deque is empty;
+  response wakes it only when the deque was empty: in a session the main
+  thread looks at `pending()` before it sleeps and takes until the deque is
+  empty. Between sessions it does not take, so whoever it waits for there
+  calls `wake()` itself;
 - `_lock` guards the deque and the flag; no one holds it while doing I/O;
 - the deque holds at most `max_responses`; when full, the oldest response is
   dropped with a WARNING naming its id.
