@@ -3,6 +3,7 @@ import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 from twagent import executor
@@ -175,7 +176,9 @@ def test_executor_output_pipe_closed_when_reading_fails(tmp_path, monkeypatch):
         monkeypatch.setattr(executor.OutputReader, "read_for", broken)
         for _ in range(3):
             with pytest.raises(ValueError):
-                run(pool, "true")
+                run(pool, "sleep 30")
         assert len(os.listdir("/proc/self/fd")) == before
+        # The commands were ended and reaped, not left running or zombies.
+        assert not psutil.Process().children()
     finally:
         pool.shutdown()

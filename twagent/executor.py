@@ -182,6 +182,12 @@ class Executor:
             self._running[request.id] = child
         try:
             output = self._collect(child, output_fd, started)
+        except BaseException:
+            # Its output is lost, so it cannot be answered: end it and reap
+            # it rather than leave it running or a zombie.
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+            raise
         finally:
             os.close(output_fd)
         status = self._finish(child, output, request.id)
