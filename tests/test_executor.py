@@ -1,3 +1,4 @@
+import gc
 import os
 import signal
 import threading
@@ -137,10 +138,12 @@ def test_executor_keeps_no_descriptor_per_command(tmp_path):
     pool = Executor(str(tmp_path), None, 1, 30.0, ["sh", "-c"])
     try:
         run(pool, "true")
+        gc.collect()
         before = len(os.listdir("/proc/self/fd"))
         for _ in range(20):
             assert bytes(run(pool, "cat; echo ok").output) == b"ok\n"
-        assert len(os.listdir("/proc/self/fd")) == before
+        # At most: an unrelated fd may be closed meanwhile (garbage collection).
+        assert len(os.listdir("/proc/self/fd")) <= before
     finally:
         pool.shutdown()
 
@@ -172,12 +175,14 @@ def test_executor_output_pipe_closed_when_reading_fails(tmp_path, monkeypatch):
 
     try:
         run(pool, "true")
+        gc.collect()
         before = len(os.listdir("/proc/self/fd"))
         monkeypatch.setattr(executor.OutputReader, "read_for", broken)
         for _ in range(3):
             with pytest.raises(ValueError):
                 run(pool, "sleep 30")
-        assert len(os.listdir("/proc/self/fd")) == before
+        # At most: an unrelated fd may be closed meanwhile (garbage collection).
+        assert len(os.listdir("/proc/self/fd")) <= before
         # The commands were ended and reaped, not left running or zombies.
         assert not psutil.Process().children()
     finally:
