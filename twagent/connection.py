@@ -297,14 +297,11 @@ class Connection:
         return bool(sock is not None and sock.pending())
 
     def send_text(self, text):
-        self.send_payload(wire.Payload.of(text.encode("utf-8")))
-
-    def send_payload(self, payload):
-        """Write one text frame; a failure part-way leaves the link dead."""
-        self.send_frames([(wire.OPCODE_TEXT, payload)])
+        self.send_frames([text_frame(text)])
 
     def send_frames(self, frames):
-        """Write (opcode, payload) frames in order, small ones together."""
+        """Write (opcode, payload) frames in order, small ones together; a
+        failure part-way leaves the link dead."""
         try:
             wire.write_frames(self._sock(self.send_timeout), frames)
         except Exception as exc:
@@ -343,6 +340,11 @@ class Connection:
             self._ws.shutdown()
         except Exception as exc:  # noqa: BLE001 - best effort on the way out
             log.debug("shutdown failed: %s", exc)
+
+
+def text_frame(text):
+    """A text frame for send_frames()."""
+    return wire.OPCODE_TEXT, wire.Payload.of(text.encode("utf-8"))
 
 
 def ping_frame(text):

@@ -14,7 +14,7 @@ import logging
 import time
 
 from . import memory, messages, wire
-from .connection import close_code, ping_frame, wait_readable
+from .connection import close_code, ping_frame, text_frame, wait_readable
 from .errors import ConnectionLost, ProtocolError
 from .messages import HeartbeatMessage
 
@@ -78,8 +78,7 @@ class Session:
         frames = []
         if self._outbox.take_heartbeat():
             log.debug("sending heartbeat")
-            heartbeat = messages.encode(HeartbeatMessage()).encode("ascii")
-            frames.append((wire.OPCODE_TEXT, wire.Payload.of(heartbeat)))
+            frames.append(text_frame(messages.encode(HeartbeatMessage())))
             self._heartbeat_marks.append(self._sent_seq)
             frames.append(ping_frame(str(self._sent_seq)))
         # A turn sends a few MiB at most, so that heartbeats and reading

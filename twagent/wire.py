@@ -91,16 +91,14 @@ class Masker:
 
 def write_frame(sock, payload, mask_key=None):
     """Send `payload` as one text frame; raises what the socket raises."""
-    buffer = put_frame(sock, bytearray(), OPCODE_TEXT, payload, mask_key)
-    if buffer:
-        sock.sendall(buffer)
+    write_frames(sock, [(OPCODE_TEXT, payload)], mask_key)
 
 
-def write_frames(sock, frames):
+def write_frames(sock, frames, mask_key=None):
     """Send (opcode, payload) frames in order, in as few writes as fit."""
     buffer = bytearray()
     for opcode, payload in frames:
-        buffer = put_frame(sock, buffer, opcode, payload)
+        buffer = put_frame(sock, buffer, opcode, payload, mask_key)
     if buffer:
         sock.sendall(buffer)
 
